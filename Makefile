@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:
+#   make app    install, then start the app on http://localhost:8501
+#   make test   install (test tools and Debian's chromium included), then run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+
+.PHONY: app test lint install install-dev browser
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Chromium for the browser test, from Debian's packages (Playwright's own download
+# cannot work offline). Needs root; the browser test says why it skips otherwise.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser test will be skipped"; }
+
+app: install
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+
+test: install-dev browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .

@@ -1,0 +1,45 @@
+"""Shared bits of the benchmarks: where the shared data and weights are, the machine."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import platform
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DATASET = SHARED / "datasets" / "brain-tumor-mri"
+STANDIN_GZ = SHARED / "weights" / "inception_v3_notop_standin.weights.h5.gz"
+STANDIN_SHA256 = "8392fd8560d7a4e75f89028b756e107303e4a782924b522df7b82d06b0b4b017"
+OUT = ROOT / "bench" / "out"
+
+
+def standin_weights() -> Path:
+    """Unpack the stand-in InceptionV3 weights once (into bench/out/, ignored by git)."""
+    target = OUT / "inception_v3_notop_standin.weights.h5"
+    if not target.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        with gzip.open(STANDIN_GZ, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        tmp.replace(target)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if digest != STANDIN_SHA256:
+        raise SystemExit(f"{target} has sha256 {digest}, expected {STANDIN_SHA256}")
+    return target
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}"

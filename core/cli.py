@@ -1,0 +1,220 @@
+"""Command line: python -m core {train,evaluate,predict,runs,stop,delete} --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from core.config import UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.dataset import scan_dataset
+from core.errors import PipelineError
+from core.registry import DEFAULT_MODELS_DIR, Registry
+
+DEFAULT_DATA = os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
+
+
+def _train_parser(sub) -> None:
+    defaults = TrainConfig(data_dir="")
+    p = sub.add_parser("train", help="fine-tune InceptionV3 on a dataset folder")
+    p.add_argument("data", nargs="?", help="dataset root with Training/ and Testing/")
+    p.add_argument(
+        "--weights",
+        default=defaults.weights,
+        help="'imagenet' (Keras download/cache), 'none', or a local weights file",
+    )
+    p.add_argument("--input-size", type=int, default=defaults.input_size)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
+    p.add_argument("--head-lr", type=float, default=defaults.head_lr)
+    p.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs)
+    p.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
+    p.add_argument("--unfreeze-from", choices=UNFREEZE_CHOICES, default=defaults.unfreeze_from)
+    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument("--patience", type=int, default=defaults.patience)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--max-per-class", type=int, default=None, help="use at most N Training images per class (quick runs)"
+    )
+    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    p.add_argument("--run-id", help="name of the new run (default: timestamp)")
+    p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core", description="Brain-tumour MRI classifier (InceptionV3)."
+    )
+    parser.add_argument(
+        "--models",
+        default=os.environ.get("BTMRI_MODELS", str(DEFAULT_MODELS_DIR)),
+        help="registry folder holding the runs (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="evaluate a run on its dataset's Testing split")
+    p.add_argument("run")
+    p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
+    p = sub.add_parser("predict", help="classify image files with a run")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("runs", help="list the runs in the registry")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("stop", help="stop a running training (keeps its best checkpoint)")
+    p.add_argument("run")
+    p = sub.add_parser("delete", help="delete a finished run")
+    p.add_argument("run")
+    return parser
+
+
+def cmd_train(args, registry: Registry) -> int:
+    # Everything that can be wrong with the request is checked before TensorFlow loads.
+    if args.prepared_run:
+        run = registry.get(args.prepared_run)
+    else:
+        if not args.data:
+            raise PipelineError("give the dataset folder: python -m core train DATA")
+        config = _config_from_args(args).validate()
+        scan_dataset(config.data_dir)  # a wrong folder fails here, before a run is created
+        if holder := registry.lock_holder():
+            raise PipelineError(f"a training is already running: {holder}")
+
+    from core.train import StopFlag, prepare_run, train_run
+
+    stop_flag = StopFlag()
+    stop_flag.install_signal_handlers()  # Ctrl-C or the app's Stop button: stop, keep the best
+    verbose = 1 if sys.stdout.isatty() else 2
+    if not args.prepared_run:
+        run = prepare_run(registry, config, args.run_id)
+    train_run(registry, run, verbose=verbose, stop=stop_flag)
+    _print_summary(run)
+    return 0
+
+
+def _config_from_args(args) -> TrainConfig:
+    return TrainConfig(
+        data_dir=str(Path(args.data).expanduser().resolve()),
+        weights=args.weights,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        head_epochs=args.head_epochs,
+        head_lr=args.head_lr,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        unfreeze_from=args.unfreeze_from,
+        val_fraction=args.val_fraction,
+        dropout=args.dropout,
+        patience=args.patience,
+        seed=args.seed,
+        max_per_class=args.max_per_class,
+        augment=AugmentConfig(enabled=not args.no_augment),
+    )
+
+
+def _print_summary(run) -> None:
+    print(f"run {run.id}: {run.state}")
+    if metrics := run.metrics:
+        print(
+            f"Testing accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}"
+            f"  (n={metrics['n']})"
+        )
+
+
+def _run_with_model(registry: Registry, run_id: str):
+    run = registry.get(run_id)
+    if not run.model_path.is_file():
+        raise PipelineError(f"run {run.id} has no saved model (state: {run.state})")
+    return run
+
+
+def cmd_evaluate(args, registry: Registry) -> int:
+    run = _run_with_model(registry, args.run)
+    index = scan_dataset(args.data or run.config.get("data_dir", ""))
+    from core.evaluate import evaluate_run
+
+    evaluate_run(run, index, verbose=1)
+    _print_summary(run)
+    return 0
+
+
+def cmd_predict(args, registry: Registry) -> int:
+    run = _run_with_model(registry, args.run)
+    from core.inference import Classifier
+
+    results = Classifier(run).predict([(str(p), p) for p in args.images])
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.name}: error: {r.error}")
+            else:
+                probs = "  ".join(f"{c} {p:.3f}" for c, p in r.probabilities.items())
+                print(f"{r.name}: {r.label} ({r.confidence:.1%})  [{probs}]")
+    return 1 if all(r.error for r in results) else 0
+
+
+def cmd_runs(args, registry: Registry) -> int:
+    rows = []
+    for run in registry.list():
+        metrics = run.metrics or {}
+        rows.append(
+            {
+                "id": run.id,
+                "state": run.state,
+                "accuracy": metrics.get("accuracy"),
+                "macro_f1": metrics.get("macro_f1"),
+                "error": run.status.get("error"),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no runs in {registry.root}")
+    else:
+        for row in rows:
+            acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+            f1 = "-" if row["macro_f1"] is None else f"{row['macro_f1']:.4f}"
+            print(f"{row['id']:40s} {row['state']:10s} acc {acc:7s} macroF1 {f1}")
+    return 0
+
+
+def cmd_stop(args, registry: Registry) -> int:
+    from core.launcher import stop
+
+    if not stop(registry.get(args.run)):
+        raise PipelineError(f"run {args.run} is not running")
+    print(f"stop requested for {args.run}")
+    return 0
+
+
+def cmd_delete(args, registry: Registry) -> int:
+    registry.delete(args.run)
+    print(f"deleted {args.run}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "runs": cmd_runs,
+    "stop": cmd_stop,
+    "delete": cmd_delete,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, Registry(args.models))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

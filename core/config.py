@@ -1,0 +1,92 @@
+"""Training configuration: one dataclass, saved beside each run so it can be re-run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+# InceptionV3's smallest input; below it the last blocks have nothing left to pool.
+MIN_INPUT_SIZE = 75
+BLOCKS = tuple(f"mixed{i}" for i in range(11))
+UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
+
+
+@dataclass
+class AugmentConfig:
+    """Random changes applied to training images only (never validation or test)."""
+
+    enabled: bool = True
+    rotation: float = 0.04  # fraction of a full turn: 0.04 is about +-15 degrees
+    zoom: float = 0.1
+    horizontal_flip: bool = True  # axial slices are roughly left-right symmetric
+    contrast: float = 0.1
+    brightness: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Defaults follow the reference notebook."""
+
+    data_dir: str
+    weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file
+    input_size: int = 299
+    batch_size: int = 32
+    val_fraction: float = 0.15
+    seed: int = 42
+    dropout: float = 0.2
+    head_epochs: int = 5
+    head_lr: float = 1e-3
+    finetune_epochs: int = 10
+    finetune_lr: float = 1e-4  # the reference's Adam learning rate
+    unfreeze_from: str = "mixed8"  # first block trained in phase 2 ("none": skip it)
+    train_batchnorm: bool = False  # keep batch norm in inference mode while fine-tuning
+    patience: int = 3
+    max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> TrainConfig:
+        """Check every option before any work starts; raise ConfigError if wrong."""
+        if self.input_size < MIN_INPUT_SIZE:
+            raise ConfigError(
+                f"input size {self.input_size} is below InceptionV3's minimum of {MIN_INPUT_SIZE}"
+            )
+        if self.unfreeze_from not in UNFREEZE_CHOICES:
+            raise ConfigError(
+                f"unfreeze_from must be one of {', '.join(UNFREEZE_CHOICES)}; got {self.unfreeze_from!r}"
+            )
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ConfigError(f"val_fraction must be between 0 and 0.9; got {self.val_fraction}")
+        if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:
+            raise ConfigError("batch size must be positive and epochs not negative")
+        if self.head_lr <= 0 or self.finetune_lr <= 0:
+            raise ConfigError("learning rates must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.max_per_class is not None and self.max_per_class < 2:
+            raise ConfigError("max_per_class must be at least 2")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise ConfigError(
+                f"weights must be 'imagenet', 'none' or an existing weights file; "
+                f"{self.weights!r} is none of these"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of to_dict; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        augment = values.pop("augment", {}) or {}
+        try:
+            return cls(**values, augment=AugmentConfig(**augment))
+        except TypeError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None

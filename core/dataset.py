@@ -1,0 +1,127 @@
+"""Finding the images: the folder layout, class names, the validation split, a fingerprint.
+
+Layout: <root>/Training/<class>/* and <root>/Testing/<class>/*. Class names are the
+sorted folder names. Nothing here decodes pixels or imports TensorFlow, so the app can
+scan a dataset instantly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from sklearn.model_selection import train_test_split
+
+from core.errors import DatasetError
+
+SPLITS = ("Training", "Testing")
+LAYOUT_HELP = "expected <root>/Training/<class>/*.jpg and <root>/Testing/<class>/*.jpg"
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class DatasetIndex:
+    root: Path
+    classes: list[str]
+    training: list[Sample]
+    testing: list[Sample]
+
+    def relative(self, sample: Sample) -> str:
+        return sample.path.relative_to(self.root).as_posix()
+
+    def counts(self, samples: list[Sample]) -> dict[str, int]:
+        counter = Counter(s.label for s in samples)
+        return {name: counter.get(i, 0) for i, name in enumerate(self.classes)}
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files(folder: Path) -> list[Path]:
+    # Every visible file: decoding goes by content, so extensions are not trusted.
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def scan_dataset(root: str | Path) -> DatasetIndex:
+    """Index a dataset folder, or raise DatasetError saying what is wrong with it."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root} ({LAYOUT_HELP})")
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise DatasetError(f"{root} has no {' or '.join(missing)} folder ({LAYOUT_HELP})")
+    train_classes = _class_folders(root / "Training")
+    test_classes = _class_folders(root / "Testing")
+    if train_classes != test_classes:
+        raise DatasetError(f"Training classes {train_classes} differ from Testing classes {test_classes}")
+    if len(train_classes) < 2:
+        raise DatasetError(f"{root} needs at least two class folders; found {train_classes}")
+    splits = {}
+    for split in SPLITS:
+        samples = [
+            Sample(path, label)
+            for label, name in enumerate(train_classes)
+            for path in _files(root / split / name)
+        ]
+        empty = [n for i, n in enumerate(train_classes) if not any(s.label == i for s in samples)]
+        if empty:
+            raise DatasetError(f"{split} has no images for class(es): {', '.join(empty)}")
+        splits[split] = samples
+    return DatasetIndex(root, train_classes, splits["Training"], splits["Testing"])
+
+
+def subsample(samples: list[Sample], per_class: int | None, seed: int) -> list[Sample]:
+    """At most `per_class` samples of each class, chosen reproducibly."""
+    if per_class is None:
+        return list(samples)
+    rng = random.Random(seed)
+    by_label: dict[int, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample)
+    chosen = [s for group in by_label.values() for s in rng.sample(group, min(per_class, len(group)))]
+    return sorted(chosen, key=lambda s: (s.label, s.path))
+
+
+def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Stratified, seeded split of Training into (train, validation)."""
+    labels = [s.label for s in samples]
+    if min(Counter(labels).values()) < 2:
+        raise DatasetError("every class needs at least 2 Training images to carve a validation set")
+    n_classes = len(set(labels))
+    n_val = max(n_classes, round(fraction * len(samples)))
+    if len(samples) - n_val < n_classes:
+        raise DatasetError("too few Training images for this validation fraction")
+    train, val = train_test_split(samples, test_size=n_val, stratify=labels, random_state=seed)
+    return list(train), list(val)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def fingerprint(index: DatasetIndex, groups: dict[str, list[Sample]]) -> dict:
+    """What a run saw: counts per group and class, and one hash over names and contents."""
+    digest = hashlib.sha256()
+    files: dict[str, list[str]] = {}
+    for group, samples in groups.items():
+        files[group] = []
+        for sample in sorted(samples, key=lambda s: s.path):
+            rel = index.relative(sample)
+            files[group].append(rel)
+            digest.update(f"{group}/{rel}:{file_digest(sample.path)}\n".encode())
+    return {
+        "root": str(index.root),
+        "classes": index.classes,
+        "counts": {group: index.counts(samples) for group, samples in groups.items()},
+        "sha256": digest.hexdigest(),
+        "files": files,
+    }

@@ -1,0 +1,103 @@
+"""Test-set figures: accuracy, per-class precision/recall/F1/support, confusion matrix.
+
+`compute_metrics` is pure (labels in, numbers out, scikit-learn does the maths);
+`predict_samples` runs a model over files; `evaluate_run` does both for a saved run
+and writes metrics.json and predictions.csv into it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from core.dataset import DatasetIndex, Sample
+from core.errors import DatasetError
+from core.model import load_model
+from core.registry import Run, atomic_write_bytes
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": list(classes),
+    }
+
+
+@dataclass
+class Predictions:
+    """Per-image outcome of a model on a list of samples (unreadable files left out)."""
+
+    files: list[str]
+    y_true: np.ndarray
+    probabilities: np.ndarray  # shape (n, classes)
+    skipped: dict[str, str]
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    def to_csv(self, classes: list[str]) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["file", "true", "predicted", "correct", *[f"p_{c}" for c in classes]])
+        for file, true, probs in zip(self.files, self.y_true, self.probabilities):
+            pred = int(probs.argmax())
+            writer.writerow(
+                [file, classes[true], classes[pred], int(pred == true), *[f"{p:.6f}" for p in probs]]
+            )
+        return out.getvalue()
+
+
+def predict_samples(
+    model, index: DatasetIndex, samples: list[Sample], image_size: int, batch_size: int = 32, verbose: int = 0
+) -> Predictions:
+    from core.pipeline import SkippedFiles, make_dataset
+
+    skipped = SkippedFiles()
+    ds = make_dataset(samples, len(index.classes), image_size, batch_size, skipped)
+    probabilities = model.predict(ds, verbose=verbose)
+    skipped_paths = skipped.as_dict()
+    kept = [s for s in samples if str(s.path) not in skipped_paths]
+    return Predictions(
+        files=[index.relative(s) for s in kept],
+        y_true=np.array([s.label for s in kept], dtype=int),
+        probabilities=np.asarray(probabilities, dtype=np.float64),
+        skipped={Path(p).relative_to(index.root).as_posix(): r for p, r in skipped_paths.items()},
+    )
+
+
+def evaluate_run(run: Run, index: DatasetIndex, model=None, verbose: int = 0) -> dict:
+    """Predict the Testing split with a run's model; save metrics.json and predictions.csv."""
+    if run.classes != index.classes:
+        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
+    model = model or load_model(run.model_path)
+    size = int(run.config["input_size"])
+    predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
+    metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
+    metrics["split"] = "Testing"
+    metrics["skipped"] = predictions.skipped
+    atomic_write_bytes(run.file("predictions.csv"), predictions.to_csv(index.classes).encode())
+    run.write("metrics.json", metrics)
+    return metrics

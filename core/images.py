@@ -1,0 +1,126 @@
+"""Reading one image file, whatever it really is, as an RGB array for the model.
+
+The dataset names PNG files `.jpg` and mixes grayscale, RGB, RGBA and palette images,
+and uploads can be anything. Every image the model ever sees (training, evaluation,
+inference) goes through `load_rgb` so that all of them are converted the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import ImageDecodeError
+
+# Raster formats we decode. Anything else (SVG, HTML, PDF ...) is refused by content.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP")
+# A 512x512 slice has 0.26 Mpx; the largest in the dataset is about 2.8 Mpx. Anything
+# far above is a decompression bomb, refused from the header before decoding.
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file header says, read without decoding the pixels."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+
+
+def _read_bytes(source: Path | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+def _open(data: bytes) -> Image.Image:
+    if not data:
+        raise ImageDecodeError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a readable image (expected JPEG or PNG)") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"image too large, refused as a decompression bomb ({exc})") from None
+    except Exception as exc:  # Pillow plugins raise many types on hostile headers
+        raise ImageDecodeError(f"truncated or corrupt image data ({exc})") from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageDecodeError(f"unsupported image format {image.format}")
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"image too large: {image.width}x{image.height} pixels "
+            f"(limit {MAX_PIXELS // 1_000_000} megapixels)"
+        )
+    return image
+
+
+def read_header(source: Path | bytes) -> ImageHeader:
+    """Format, mode and size from the header only (fast: no pixel decoding)."""
+    if isinstance(source, bytes):
+        image = _open(source)
+    else:
+        try:
+            image = Image.open(source)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise ImageDecodeError(f"not a readable image: {exc}") from None
+    with image:
+        return ImageHeader(image.format or "?", image.mode, image.width, image.height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """One conversion for every mode: L, RGB, RGBA, LA, P, CMYK, 1, I;16, I, F."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # High bit depth scanner output: stretch the used range to 8 bits.
+        values = np.asarray(image, dtype=np.float32)
+        low, high = float(values.min()), float(values.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        image = Image.fromarray(((values - low) * scale).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        # Transparent pixels become black, the background of an MRI slice.
+        background = Image.new("RGB", image.size, (0, 0, 0))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def decode(source: Path | bytes) -> Image.Image:
+    """Decode by content, apply the EXIF orientation, convert to RGB.
+
+    Raises ImageDecodeError with a human reason for anything that is not a whole,
+    readable raster image.
+    """
+    image = _open(_read_bytes(source))
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)  # animated GIF / multi-page TIFF: first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(f"truncated or corrupt image data ({exc})") from None
+
+
+def fit_square(image: Image.Image, size: int) -> Image.Image:
+    """Pad to a square with black (keeps the anatomy's aspect ratio), then resize."""
+    return ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color=(0, 0, 0))
+
+
+def load_rgb(source: Path | bytes, size: int) -> np.ndarray:
+    """The model's view of a file: uint8 array of shape (size, size, 3)."""
+    return np.asarray(fit_square(decode(source), size), dtype=np.uint8)

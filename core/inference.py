@@ -1,0 +1,86 @@
+"""Classifying scans with a saved run: load once, predict many."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from core.errors import ImageDecodeError, PipelineError
+from core.images import load_rgb
+from core.model import load_model
+from core.registry import Run
+
+
+@dataclass
+class Prediction:
+    name: str
+    probabilities: dict[str, float] | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        if not self.probabilities:
+            return None
+        return max(self.probabilities, key=self.probabilities.get)
+
+    @property
+    def confidence(self) -> float | None:
+        return None if not self.probabilities else max(self.probabilities.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.name,
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "error": self.error,
+        }
+
+
+class Classifier:
+    """A run's model, loaded once (safe mode), with a compiled forward pass."""
+
+    def __init__(self, run: Run) -> None:
+        if not run.model_path.is_file():
+            raise PipelineError(f"run {run.id} has no saved model (state: {run.state})")
+        try:
+            self.model = load_model(run.model_path)
+        except Exception as exc:
+            raise PipelineError(f"the model of run {run.id} cannot be loaded safely: {exc}") from None
+        self.run = run
+        self.classes: list[str] = run.classes
+        self.input_size = int(run.config["input_size"])
+        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def prepare(self, source: Path | bytes) -> np.ndarray:
+        """The uint8 (size, size, 3) image the model sees; raises ImageDecodeError."""
+        return load_rgb(source, self.input_size)
+
+    def probabilities(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Softmax for a batch of uint8 or float images in [0, 255]."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[None]
+        parts = [
+            self._forward(tf.constant(images[i : i + batch_size])).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))
+
+    def predict(self, sources: list[tuple[str, Path | bytes]]) -> list[Prediction]:
+        """One Prediction per (name, file or bytes); unreadable ones carry an error."""
+        results = [Prediction(name) for name, _ in sources]
+        images, positions = [], []
+        for i, (_, source) in enumerate(sources):
+            try:
+                images.append(self.prepare(source))
+                positions.append(i)
+            except ImageDecodeError as exc:
+                results[i].error = str(exc)
+        if images:
+            for i, probs in zip(positions, self.probabilities(np.stack(images))):
+                results[i].probabilities = {c: float(p) for c, p in zip(self.classes, probs)}
+        return results

@@ -1,0 +1,80 @@
+"""Starting and stopping training in a separate process (used by the app).
+
+The training process outlives the browser tab and the script run that started it, and
+every session sees it through the registry. One training at a time per machine: the
+registry's lock (an flock, released by the kernel if the process dies) decides.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psutil
+
+from core.config import TrainConfig
+from core.errors import PipelineError, TrainingBusyError
+from core.registry import Registry, Run, now_iso, process_alive, wait_for
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_launching = threading.Lock()  # serialises launches from the threads of one app server
+
+
+def launch(registry: Registry, config: TrainConfig, timeout: float = 120.0) -> Run:
+    """Start `python -m core train` for a new run; return once it holds the lock."""
+    from core.train import prepare_run  # heavy (TensorFlow), only needed here
+
+    with _launching:
+        holder = registry.lock_holder()
+        if holder:
+            raise TrainingBusyError(f"a training is already running: {holder}")
+        run = prepare_run(registry, config)
+        with run.file("train.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "core",
+                    "--models",
+                    str(registry.root),
+                    "train",
+                    "--prepared-run",
+                    run.id,
+                ],
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        # Reap the child when it ends so it never lingers as a zombie.
+        threading.Thread(target=process.wait, daemon=True).start()
+        run.set_status(
+            "running",
+            pid=process.pid,
+            started=now_iso(),
+            pid_started=psutil.Process(process.pid).create_time(),
+        )
+        wait_for(lambda: registry.lock_holder() == run.id or process.poll() is not None, timeout)
+        if process.poll() is not None and run.state != "completed":
+            error = run.status.get("error") or run.log_tail(5) or "the training process exited"
+            raise PipelineError(f"training {run.id} did not start: {error}")
+        return run
+
+
+def stop(run: Run) -> bool:
+    """Ask a running training to stop (SIGTERM); it keeps its best checkpoint.
+
+    Returns False if the run was not running.
+    """
+    status = run.read("status.json") or {}
+    pid = status.get("pid")
+    if status.get("state") != "running" or not process_alive(pid, status.get("pid_started")):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    return True

@@ -1,0 +1,107 @@
+"""tf.data input pipelines: parallel decoding, batching, prefetching, augmentation.
+
+Decoding goes through core.images.load_rgb (Pillow, by content) so that training sees
+exactly what inference sees. A file that cannot be decoded is recorded in a
+SkippedFiles log with its reason and dropped from the stream; it never ends a run.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.config import AugmentConfig
+from core.dataset import Sample
+from core.errors import ImageDecodeError
+from core.images import load_rgb
+
+
+class SkippedFiles:
+    """Thread-safe record of files left out, with the reason (decoding runs in parallel)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reasons: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            self._reasons[path] = reason
+
+    def as_dict(self) -> dict[str, str]:
+        with self._lock:
+            return dict(sorted(self._reasons.items()))
+
+
+def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers for training images, or None when switched off."""
+    if not config.enabled:
+        return None
+    layers: list[keras.layers.Layer] = []
+    if config.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if config.rotation > 0:
+        layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="constant", seed=seed + 1))
+    if config.zoom > 0:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="constant", seed=seed + 2))
+    if config.contrast > 0:
+        layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 3))
+    if config.brightness > 0:
+        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(layers, name="augment") if layers else None
+
+
+def _decoder(size: int, skipped: SkippedFiles):
+    blank = np.zeros((size, size, 3), np.uint8)
+
+    def decode(path: bytes) -> tuple[np.ndarray, bool]:
+        name = path.decode()
+        try:
+            return load_rgb(Path(name), size), True
+        except ImageDecodeError as exc:
+            skipped.add(name, str(exc))
+            return blank, False
+
+    return decode
+
+
+def make_dataset(
+    samples: list[Sample],
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    skipped: SkippedFiles,
+    *,
+    shuffle_seed: int | None = None,
+    augmenter: keras.Sequential | None = None,
+) -> tf.data.Dataset:
+    """Batches of (float32 RGB in [0, 255], one-hot label). Preprocessing is in the model."""
+    paths = [str(s.path) for s in samples]
+    labels = [s.label for s in samples]
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    decode = _decoder(image_size, skipped)
+
+    def load(path: tf.Tensor, label: tf.Tensor):
+        image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return tf.cast(image, tf.float32), tf.one_hot(label, num_classes), ok
+
+    def readable(image, label, ok):
+        return ok
+
+    def drop_flag(image, label, ok):
+        return image, label
+
+    def augment(images, labels):
+        return augmenter(images, training=True), labels
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(readable).map(drop_flag).batch(batch_size)
+    if augmenter is not None:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

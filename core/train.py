@@ -1,0 +1,348 @@
+"""Fine-tuning in two phases, written into a registry run as it goes.
+
+Phase "head" trains the pooling + dense head on a frozen backbone; phase "finetune"
+unfreezes the backbone from a chosen block with a lower learning rate. Each phase uses
+Adam, categorical cross-entropy and early stopping on validation loss. The best weights
+(by validation loss, over both phases) are checkpointed atomically and become the run's
+model. SIGTERM or SIGINT stops training at the next batch: the run is marked "stopped"
+and keeps its best checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from core.config import TrainConfig
+from core.dataset import fingerprint, scan_dataset, split_validation, subsample
+from core.errors import ConfigError, PipelineError, TrainingBusyError
+from core.evaluate import evaluate_run
+from core.model import build_model, set_trainable
+from core.pipeline import SkippedFiles, build_augmenter, make_dataset
+from core.registry import Registry, Run, now_iso
+
+
+@dataclass
+class Phase:
+    name: str
+    unfreeze_from: str
+    epochs: int
+    learning_rate: float
+
+
+def plan_phases(config: TrainConfig) -> list[Phase]:
+    phases = [Phase("head", "none", config.head_epochs, config.head_lr)]
+    if config.unfreeze_from != "none":
+        phases.append(Phase("finetune", config.unfreeze_from, config.finetune_epochs, config.finetune_lr))
+    phases = [p for p in phases if p.epochs > 0]
+    if not phases:
+        raise ConfigError("nothing to train: every phase has 0 epochs")
+    return phases
+
+
+# Our datasets filter out unreadable files, so Keras cannot know their length in
+# advance and warns at every epoch end; that is expected here.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+
+
+class StopRequested(Exception):
+    """Raised inside fit() when a stop was asked for, to leave at once."""
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT (the app's Stop button, Ctrl-C) or directly by tests."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._event.set())
+
+    def set(self) -> None:
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes progress.json (throttled), history.json, and the best checkpoint.
+
+    The app follows a run only through these files, so they are always whole
+    (atomic writes) and machine-readable.
+    """
+
+    def __init__(self, run: Run, phases: list[Phase], batches_per_epoch: int, stop: StopFlag):
+        super().__init__()
+        self.run, self.phases, self.batches, self.stop = run, phases, batches_per_epoch, stop
+        self.history: list[dict] = []
+        self.best_loss = math.inf
+        self.best_epoch: int | None = None
+        self.started = time.monotonic()
+        self.phase_index = 0
+        self._last_write = 0.0
+        self._phase_start = self.started
+        self._batches_done = 0
+        self._epoch_start = self.started
+
+    # -- bookkeeping ------------------------------------------------------------------
+    def start_phase(self, index: int) -> None:
+        self.phase_index = index
+        self._phase_start = time.monotonic()
+        self._batches_done = 0
+
+    def _eta(self) -> float | None:
+        if self._batches_done == 0:
+            return None
+        per_batch = (time.monotonic() - self._phase_start) / self._batches_done
+        phase = self.phases[self.phase_index]
+        left = phase.epochs * self.batches - self._batches_done
+        left += sum(p.epochs * self.batches for p in self.phases[self.phase_index + 1 :])
+        return max(0.0, left * per_batch)
+
+    def write_progress(
+        self, stage: str, batch: int | None = None, logs: dict | None = None, force: bool = False
+    ) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < 0.5:
+            return
+        self._last_write = now
+        phase = self.phases[self.phase_index]
+        self.run.write(
+            "progress.json",
+            {
+                "stage": stage,
+                "phase": phase.name,
+                "phase_index": self.phase_index,
+                "phases": [p.name for p in self.phases],
+                "epoch": self._epoch + 1,
+                "epochs": phase.epochs,
+                "batch": batch,
+                "batches": self.batches,
+                "metrics": {k: float(v) for k, v in (logs or {}).items()},
+                "elapsed_s": round(now - self.started, 1),
+                "eta_s": None if (eta := self._eta()) is None else round(eta, 1),
+                "best_val_loss": None if math.isinf(self.best_loss) else self.best_loss,
+                "updated": now_iso(),
+            },
+        )
+
+    # -- Keras hooks --------------------------------------------------------------------
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+        self._epoch_start = time.monotonic()
+        self.write_progress("training", 0, force=True)
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self._batches_done += 1
+        if self.stop.requested:
+            raise StopRequested
+        self.write_progress("training", batch + 1, logs)
+
+    def on_test_batch_end(self, batch: int, logs=None) -> None:
+        if self.stop.requested:
+            raise StopRequested
+        self.write_progress("validating", self.batches, logs)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        record = {
+            "phase": self.phases[self.phase_index].name,
+            "phase_epoch": epoch + 1,
+            "epoch": len(self.history) + 1,
+            "seconds": round(time.monotonic() - self._epoch_start, 2),
+            **logs,
+        }
+        self.history.append(record)
+        self.run.write("history.json", self.history)
+        val_loss = logs.get("val_loss", math.nan)
+        if val_loss < self.best_loss:  # NaN never counts as an improvement
+            self.best_loss, self.best_epoch = val_loss, record["epoch"]
+            save_model_atomic(self.model, self.run.file("checkpoint.keras"))
+        self.write_progress("epoch_end", self.batches, logs, force=True)
+
+
+def save_model_atomic(model: keras.Model, path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def software_versions() -> dict[str, str]:
+    import PIL
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "scikit-learn": sklearn.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    }
+
+
+def prepare_run(registry: Registry, config: TrainConfig, run_id: str | None = None) -> Run:
+    """Create the run folder with its configuration; training itself comes after."""
+    config.validate()
+    run = registry.create(run_id or registry.new_run_id(config.unfreeze_from))
+    run.write("config.json", config.to_dict())
+    return run
+
+
+def train_run(registry: Registry, run: Run, verbose: int = 1, stop: StopFlag | None = None) -> Run:
+    """Train a prepared run under the machine-wide lock; always leaves a final status."""
+    stop = stop or StopFlag()
+    try:
+        lock = registry.training_lock(run.id)
+        lock.__enter__()
+    except TrainingBusyError as exc:
+        run.set_status("failed", error=str(exc), ended=now_iso())
+        raise
+    try:
+        import psutil
+
+        run.set_status(
+            "running",
+            pid=os.getpid(),
+            pid_started=psutil.Process().create_time(),
+            started=now_iso(),
+            error=None,
+        )
+        try:
+            _train(run, stop, verbose)
+        except StopRequested:
+            pass
+        except BaseException as exc:
+            message = str(exc) or type(exc).__name__
+            run.set_status("failed", error=message, ended=now_iso())
+            raise
+        _finish(run, stop)
+    finally:
+        lock.__exit__(None, None, None)
+    return run
+
+
+def _finish(run: Run, stop: StopFlag) -> None:
+    if run.state != "running":
+        return
+    if stop.requested:
+        checkpoint = run.file("checkpoint.keras")
+        if checkpoint.is_file():
+            os.replace(checkpoint, run.model_path)
+            run.set_status(
+                "stopped",
+                ended=now_iso(),
+                error=None,
+                note="stopped by request; the best checkpoint is kept as model.keras",
+            )
+        else:
+            run.set_status(
+                "stopped",
+                ended=now_iso(),
+                error=None,
+                note="stopped before the first epoch finished; no model was saved",
+            )
+        return
+    run.set_status("completed", ended=now_iso(), error=None)
+
+
+def _train(run: Run, stop: StopFlag, verbose: int) -> None:
+    config = TrainConfig.from_dict(run.config).validate()
+    phases = plan_phases(config)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    index = scan_dataset(config.data_dir)
+    pool = subsample(index.training, config.max_per_class, config.seed)
+    train_samples, val_samples = split_validation(pool, config.val_fraction, config.seed)
+    run.write("classes.json", index.classes)
+    run.write(
+        "data.json",
+        fingerprint(index, {"train": train_samples, "validation": val_samples, "test": index.testing}),
+    )
+    timings["scan_s"] = time.monotonic() - t0
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
+    skipped = SkippedFiles()
+    n = len(index.classes)
+    train_ds = make_dataset(
+        train_samples,
+        n,
+        config.input_size,
+        config.batch_size,
+        skipped,
+        shuffle_seed=config.seed,
+        augmenter=build_augmenter(config.augment, config.seed),
+    )
+    val_ds = make_dataset(val_samples, n, config.input_size, config.batch_size, skipped)
+    batches = math.ceil(len(train_samples) / config.batch_size)
+    recorder = RunRecorder(run, phases, batches, stop)
+
+    for i, phase in enumerate(phases):
+        if stop.requested:
+            break
+        recorder.start_phase(i)
+        set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
+        model.compile(
+            optimizer=keras.optimizers.Adam(phase.learning_rate),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        early = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        )
+        start = time.monotonic()
+        try:
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=phase.epochs,
+                callbacks=[recorder, early],
+                verbose=verbose,
+            )
+        finally:
+            timings[f"{phase.name}_s"] = time.monotonic() - start
+            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped))
+        if stop.requested:
+            raise StopRequested
+
+    # The best epoch over both phases is the run's model: the checkpoint becomes it.
+    if not run.file("checkpoint.keras").is_file():
+        raise PipelineError("no epoch reached a finite validation loss; there is no model to keep")
+    os.replace(run.file("checkpoint.keras"), run.model_path)
+    start = time.monotonic()
+    recorder.write_progress("evaluating", force=True)
+    evaluate_run(run, index, verbose=verbose)
+    timings["evaluate_s"] = time.monotonic() - start
+    timings["total_s"] = time.monotonic() - t0
+    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped))
+    recorder.write_progress("done", force=True)
+
+
+def _meta(timings: dict, n_train: int, recorder: RunRecorder, skipped: SkippedFiles) -> dict:
+    return {
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "train_images_per_s": {
+            f"{r['phase']}": round(n_train / r["seconds"], 2) for r in recorder.history if r["seconds"]
+        },
+        "best_epoch": recorder.best_epoch,
+        "best_val_loss": None if math.isinf(recorder.best_loss) else recorder.best_loss,
+        "skipped_files": skipped.as_dict(),
+        "versions": software_versions(),
+    }

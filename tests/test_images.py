@@ -1,0 +1,136 @@
+"""Decoding by content, one RGB conversion for every mode, and clear errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from core.errors import ImageDecodeError
+from core.images import decode, fit_square, load_rgb, read_header
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def gradient(mode: str = "L", size=(40, 30)) -> Image.Image:
+    values = np.tile(np.linspace(0, 255, size[0], dtype=np.uint8), (size[1], 1))
+    return Image.fromarray(values).convert(mode)
+
+
+def test_png_named_jpg_is_decoded_by_content(tmp_path):
+    path = tmp_path / "scan.jpg"
+    path.write_bytes(encode(gradient(), "PNG"))
+    assert read_header(path).format == "PNG"
+    assert load_rgb(path, 32).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P", "CMYK", "1", "LA"])
+def test_every_mode_becomes_rgb_uint8(mode):
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    image = decode(encode(gradient(mode), fmt))
+    assert image.mode == "RGB"
+    assert load_rgb(encode(gradient(mode), fmt), 16).dtype == np.uint8
+
+
+def test_grayscale_and_rgb_copies_give_the_same_pixels():
+    gray = encode(gradient("L"), "PNG")
+    rgb = encode(gradient("RGB"), "PNG")
+    np.testing.assert_array_equal(load_rgb(gray, 24), load_rgb(rgb, 24))
+
+
+def test_transparent_pixels_become_black_background():
+    rgba = Image.new("RGBA", (8, 8), (255, 255, 255, 0))
+    rgba.putpixel((1, 1), (200, 100, 50, 255))
+    array = np.asarray(decode(encode(rgba, "PNG")))
+    assert array[0, 0].tolist() == [0, 0, 0]
+    assert array[1, 1].tolist() == [200, 100, 50]
+
+
+def test_sixteen_bit_is_stretched_to_full_range():
+    values = np.linspace(1000, 4000, 64, dtype=np.uint16).reshape(8, 8)
+    array = np.asarray(decode(encode(Image.fromarray(values), "PNG")))
+    assert array.min() == 0 and array.max() == 255
+    assert (array[..., 0] == array[..., 1]).all()
+
+
+def test_exif_rotation_is_applied():
+    image = gradient("RGB", size=(40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif)
+    assert decode(out.getvalue()).size == (20, 40)
+
+
+def test_fit_square_pads_with_black_and_keeps_aspect():
+    wide = Image.new("RGB", (40, 20), (255, 255, 255))
+    square = np.asarray(fit_square(wide, 20))
+    assert square.shape == (20, 20, 3)
+    assert square[0, 10].tolist() == [0, 0, 0]  # padding above
+    assert square[10, 10].tolist() == [255, 255, 255]
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A PNG whose header declares a huge image (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"hello, I am text named scan.jpg", "not a readable image"),
+        (encode(gradient("RGB"), "JPEG")[:200], "truncated"),
+        (encode(gradient(), "PNG")[:60], "truncated"),
+        (png_with_size(60000, 60000), "too large"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "not a readable image"),
+    ],
+)
+def test_bad_files_raise_a_clear_decode_error(data, reason):
+    with pytest.raises(ImageDecodeError, match=reason):
+        load_rgb(data, 32)
+
+
+def test_unreadable_path_names_the_file(tmp_path):
+    with pytest.raises(ImageDecodeError, match="missing.jpg"):
+        load_rgb(tmp_path / "missing.jpg", 32)
+
+
+VALID = encode(gradient("RGB"), "JPEG")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        st.tuples(st.integers(0, len(VALID) - 1), st.binary(min_size=1, max_size=16)).map(
+            lambda cut: VALID[: cut[0]] + cut[1] + VALID[cut[0] + len(cut[1]) :]
+        ),
+    )
+)
+def test_decoder_only_returns_an_image_or_raises_its_own_error(data):
+    try:
+        array = load_rgb(data, 16)
+    except ImageDecodeError:
+        return
+    assert array.shape == (16, 16, 3) and array.dtype == np.uint8

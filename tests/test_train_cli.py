@@ -1,0 +1,178 @@
+"""End to end through the command line: train, evaluate, predict, runs, and its errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from core.dataset import scan_dataset
+from core.inference import Classifier
+from core.registry import Registry
+
+RUN_FILES = [
+    "config.json",
+    "classes.json",
+    "data.json",
+    "history.json",
+    "progress.json",
+    "metrics.json",
+    "predictions.csv",
+    "meta.json",
+    "model.keras",
+    "status.json",
+]
+
+
+def test_run_folder_is_complete(trained, dataset):
+    models, run_id = trained
+    run = Registry(models).get(run_id)
+    for name in RUN_FILES:
+        assert run.file(name).is_file(), name
+    assert not run.file("checkpoint.keras").exists()  # it became model.keras
+    assert run.state == "completed"
+    assert run.config["input_size"] == 75 and run.config["unfreeze_from"] == "mixed9"
+    assert run.classes == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert [h["phase"] for h in run.history] == ["head", "finetune"]
+    data = run.read("data.json")
+    assert sum(data["counts"]["test"].values()) == 16
+    assert sum(data["counts"]["train"].values()) + sum(data["counts"]["validation"].values()) == 54
+    meta = run.read("meta.json")
+    assert set(meta["timings"]) >= {"head_s", "finetune_s", "evaluate_s", "total_s"}
+    assert meta["versions"]["tensorflow"]
+
+
+def test_unreadable_training_file_is_reported_and_skipped(trained):
+    models, run_id = trained
+    meta = Registry(models).get(run_id).read("meta.json")
+    reasons = {path.split("/")[-1]: reason for path, reason in meta["skipped_files"].items()}
+    # The corrupt file is reported wherever the split put it (train or validation).
+    assert "corrupt.jpg" in reasons
+    assert "truncated or corrupt" in reasons["corrupt.jpg"]
+    assert len(reasons) == 1  # the PNG-named-jpg, RGBA, palette and 16-bit files were read
+
+
+def test_metrics_match_the_prediction_table(trained):
+    models, run_id = trained
+    run = Registry(models).get(run_id)
+    rows = run.predictions()
+    assert len(rows) == 16
+    metrics = run.metrics
+    assert metrics["accuracy"] == pytest.approx(np.mean([int(r["correct"]) for r in rows]))
+    assert np.array(metrics["confusion_matrix"]).sum() == 16
+    for row in rows:
+        probs = [float(row[f"p_{c}"]) for c in run.classes]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert row["predicted"] == run.classes[int(np.argmax(probs))]
+
+
+def test_reloaded_model_gives_the_saved_probabilities(trained, dataset):
+    models, run_id = trained
+    run = Registry(models).get(run_id)
+    classifier = Classifier(run)
+    rows = run.predictions()
+    results = classifier.predict([(r["file"], dataset / r["file"]) for r in rows])
+    for row, result in zip(rows, results):
+        for c in run.classes:
+            assert result.probabilities[c] == pytest.approx(float(row[f"p_{c}"]), abs=1e-5)
+
+
+def test_predict_command_json(trained, dataset):
+    models, run_id = trained
+    image = next((dataset / "Testing" / "pituitary").iterdir())
+    text_file = dataset.parent / "notes.jpg"
+    text_file.write_text("not an image")
+    result = run_cli("predict", run_id, str(image), str(text_file), "--json", models=models)
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert answers[0]["label"] in ["glioma", "meningioma", "notumor", "pituitary"]
+    assert sum(answers[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert answers[1]["label"] is None and "not a readable image" in answers[1]["error"]
+
+
+def test_evaluate_command_reproduces_metrics(trained):
+    models, run_id = trained
+    before = Registry(models).get(run_id).metrics
+    result = run_cli("evaluate", run_id, models=models)
+    assert result.returncode == 0, result.stderr
+    after = Registry(models).get(run_id).metrics
+    assert after["confusion_matrix"] == before["confusion_matrix"]
+    assert f"Testing accuracy {after['accuracy']:.4f}" in result.stdout
+
+
+def test_runs_command_lists_the_run(trained):
+    models, run_id = trained
+    result = run_cli("runs", "--json", models=models)
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == [run_id] and rows[0]["state"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "/no/such/folder"], "dataset folder not found"),
+        (["evaluate", "ghost"], "no run 'ghost'"),
+        (["predict", "../../etc", "x.jpg"], "invalid run id"),
+        (["train", "DATA", "--input-size", "40", "--weights", "none"], "below InceptionV3's minimum"),
+        (["train", "DATA", "--weights", "/no/weights.h5"], "weights must be"),
+    ],
+)
+def test_command_line_errors_are_one_clear_line(tmp_path, dataset, args, message):
+    args = [str(dataset) if a == "DATA" else a for a in args]
+    result = run_cli(*args, models=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr.strip().splitlines()[0]
+    assert "Traceback" not in result.stderr
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # no run folder was left behind
+
+
+def test_bad_option_is_refused_by_the_parser(tmp_path):
+    result = run_cli("train", "x", "--unfreeze-from", "mixed99", models=tmp_path)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_weights_of_the_wrong_architecture_end_with_one_error_line(tmp_path, dataset):
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    result = run_cli(
+        "train",
+        str(dataset),
+        "--weights",
+        str(tmp_path / "other.weights.h5"),
+        "--input-size",
+        "75",
+        models=tmp_path / "models",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "not an InceptionV3" in result.stderr and "Traceback" not in result.stderr
+    # The run it had started is recorded as failed, with the reason.
+    (run,) = Registry(tmp_path / "models").list()
+    assert run.state == "failed" and "not an InceptionV3" in run.status["error"]
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    for split in ("Training", "Testing"):
+        (tmp_path / "empty" / split).mkdir(parents=True)
+    result = run_cli("train", str(tmp_path / "empty"), models=tmp_path / "models")
+    assert result.returncode == 2 and "at least two class folders" in result.stderr
+
+
+def test_csv_predictions_are_parseable(trained):
+    models, run_id = trained
+    with (models / run_id / "predictions.csv").open() as handle:
+        header = next(csv.reader(handle))
+    assert header[:4] == ["file", "true", "predicted", "correct"]
+
+
+def test_dataset_used_by_run_matches_scan(trained, dataset):
+    models, run_id = trained
+    data = Registry(models).get(run_id).read("data.json")
+    index = scan_dataset(dataset)
+    assert data["counts"]["test"] == index.counts(index.testing)
