@@ -1,0 +1,172 @@
+"""What every page shares: settings, cached scans and models, and the sidebar.
+
+Pages stay thin: they call core/ through the cached helpers here, so a rerun never
+rescans the dataset or reloads a model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.dataset import LAYOUT_HELP, DatasetIndex, scan_dataset
+from core.errors import PipelineError
+from core.images import read_header
+from core.registry import DEFAULT_MODELS_DIR, Registry, Run
+
+DISCLAIMER = (
+    "Research and teaching demo. **Not a diagnostic device**: never use its output for a clinical decision."
+)
+ACCEPTED_UPLOADS = ["jpg", "jpeg", "png"]
+
+
+def default_data_dir() -> str:
+    return os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
+
+
+def registry() -> Registry:
+    return Registry(os.environ.get("BTMRI_MODELS", str(DEFAULT_MODELS_DIR)))
+
+
+def _folder_stamp(root: str) -> tuple:
+    """Changes when files are added or removed in a class folder (cheap: a few stats)."""
+    base = Path(root).expanduser()
+    stamps = []
+    for split in ("Training", "Testing"):
+        folder = base / split
+        if folder.is_dir():
+            stamps += [(p.name, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_dir()]
+    return tuple(stamps)
+
+
+@st.cache_data(show_spinner="Scanning the dataset ...", max_entries=4)
+def _scan(root: str, stamp: tuple) -> DatasetIndex:
+    return scan_dataset(root)
+
+
+def dataset(root: str) -> DatasetIndex:
+    """The scanned dataset (cached), or raises PipelineError."""
+    return _scan(root, _folder_stamp(root))
+
+
+@st.cache_data(show_spinner="Reading image headers ...", max_entries=4)
+def _properties(root: str, stamp: tuple) -> pd.DataFrame:
+    index = scan_dataset(root)
+    rows = []
+    for split, samples in (("Training", index.training), ("Testing", index.testing)):
+        for sample in samples:
+            try:
+                header = read_header(sample.path)
+                fmt, mode, w, h = header.format, header.mode, header.width, header.height
+            except PipelineError:
+                fmt, mode, w, h = "unreadable", "-", 0, 0
+            rows.append(
+                {
+                    "split": split,
+                    "class": index.classes[sample.label],
+                    "file": sample.path.name,
+                    "extension": sample.path.suffix.lower(),
+                    "format": fmt,
+                    "mode": mode,
+                    "width": w,
+                    "height": h,
+                    "kB": sample.path.stat().st_size / 1024,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def image_properties(root: str) -> pd.DataFrame:
+    """One row per file from its header only (no pixel decoding), cached."""
+    return _properties(root, _folder_stamp(root))
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model ...")
+def classifier(models_root: str, run_id: str, stamp: float):
+    from core.inference import Classifier
+
+    return Classifier(Registry(models_root).get(run_id))
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def explainer(models_root: str, run_id: str, stamp: float):
+    from core.explain import Explainer
+
+    return Explainer(classifier(models_root, run_id, stamp).model)
+
+
+def model_stamp(run: Run) -> float:
+    return run.model_path.stat().st_mtime if run.model_path.is_file() else 0.0
+
+
+def usable_runs() -> list[Run]:
+    """Runs with a saved model, newest first (completed and stopped ones)."""
+    return [r for r in registry().list() if r.model_path.is_file() and r.state in ("completed", "stopped")]
+
+
+def run_label(run: Run) -> str:
+    metrics = run.metrics or {}
+    accuracy = f"acc {metrics['accuracy']:.1%}" if "accuracy" in metrics else run.state
+    return f"{run.id} ({accuracy})"
+
+
+def active_run() -> Run | None:
+    """The run picked in the sidebar, if it still exists."""
+    run_id = st.session_state.get("active_run")
+    if not run_id:
+        return None
+    try:
+        run = registry().get(run_id)
+    except PipelineError:
+        return None
+    return run if run.model_path.is_file() else None
+
+
+def sidebar() -> None:
+    """Dataset folder and active run, shown on every page."""
+    with st.sidebar:
+        # Plain session keys (not widget keys) so the choice survives page switches.
+        st.session_state.setdefault("data_dir", default_data_dir())
+        st.session_state["data_dir"] = st.text_input(
+            "Dataset folder", st.session_state["data_dir"], help=LAYOUT_HELP
+        ).strip()
+        try:
+            index = dataset(st.session_state["data_dir"])
+            st.caption(
+                f"{len(index.classes)} classes · {len(index.training)} Training · "
+                f"{len(index.testing)} Testing images"
+            )
+        except PipelineError as exc:
+            st.error(f"{exc}")
+            st.caption(
+                f"Layout: `{LAYOUT_HELP}`. Get the data from Kaggle: "
+                "*Brain Tumor MRI Dataset* (masoudnickparvar)."
+            )
+        runs = usable_runs()
+        ids = [r.id for r in runs]
+        if st.session_state.get("active_run") not in ids:
+            st.session_state["active_run"] = ids[0] if ids else None
+        if runs:
+            labels = {r.id: run_label(r) for r in runs}
+            st.session_state["active_run"] = st.selectbox(
+                "Active run", ids, ids.index(st.session_state["active_run"]), format_func=labels.get
+            )
+            run = active_run()
+            if run and run.metrics:
+                left, right = st.columns(2)
+                left.metric("Test accuracy", f"{run.metrics['accuracy']:.1%}")
+                right.metric("Macro F1", f"{run.metrics['macro_f1']:.3f}")
+        else:
+            st.info("No trained run yet: start one on the Train page.")
+        st.caption(DISCLAIMER)
+
+
+def require_dataset() -> DatasetIndex | None:
+    try:
+        return dataset(st.session_state.get("data_dir", default_data_dir()))
+    except PipelineError as exc:
+        st.warning(f"Pick a dataset folder in the sidebar. {exc}")
+        return None

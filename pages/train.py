@@ -1,0 +1,150 @@
+"""Train page: configure and launch a run in its own process, watch it live, stop it."""
+
+import streamlit as st
+
+from core.config import UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.errors import PipelineError
+from core.launcher import launch, stop
+from core.registry import Run
+from pages import charts
+from pages.shared import registry
+
+st.title("Train")
+reg = registry()
+defaults = TrainConfig(data_dir="")
+
+
+@st.fragment(run_every=2)
+def live(run_id: str) -> None:
+    """Follows a run through its progress and history files (any process, any session)."""
+    run = reg.get(run_id)
+    status, progress, history = run.status, run.progress or {}, run.history
+    st.subheader(f"Run `{run.id}` — {status['state']}")
+    if progress:
+        phase_no = progress["phase_index"] + 1
+        batches = progress.get("batches") or 1
+        within = min(1.0, (progress.get("batch") or 0) / batches)
+        fraction = (progress["epoch"] - 1 + within) / max(progress["epochs"], 1)
+        eta = progress.get("eta_s")
+        eta_text = f" · about {eta / 60:.1f} min left" if eta is not None else ""
+        st.progress(
+            min(1.0, fraction),
+            text=f"{progress['stage']}: phase {phase_no}/{len(progress['phases'])} "
+            f"({progress['phase']}), epoch {progress['epoch']}/{progress['epochs']}, "
+            f"batch {progress.get('batch') or 0}/{batches} · "
+            f"{progress['elapsed_s'] / 60:.1f} min elapsed{eta_text}",
+        )
+        if progress.get("metrics"):
+            st.caption(" · ".join(f"{k} {v:.4f}" for k, v in progress["metrics"].items()))
+    else:
+        st.info("Starting: loading TensorFlow and building the model ...")
+    if history:
+        left, right = st.columns(2)
+        left.plotly_chart(charts.curves(history, "loss"), width="stretch", key=f"loss-{run.id}")
+        right.plotly_chart(charts.curves(history, "accuracy"), width="stretch", key=f"acc-{run.id}")
+    if status["state"] == "running":
+        if st.button("Stop training", type="primary", key=f"stop-{run.id}"):
+            stop(run)
+            st.toast("Stop requested: the run ends after the current batch and keeps its best checkpoint.")
+    else:
+        show_outcome(run)
+
+
+def show_outcome(run: Run) -> None:
+    status = run.status
+    if status["state"] == "completed" and run.metrics:
+        st.success(
+            f"Completed: Testing accuracy {run.metrics['accuracy']:.1%}, "
+            f"macro F1 {run.metrics['macro_f1']:.3f}. See the Results page."
+        )
+    elif status["state"] == "stopped":
+        st.warning(f"Stopped. {status.get('note', '')}")
+    elif status["state"] == "failed":
+        st.error(f"Failed: {status.get('error')}")
+        st.code(run.log_tail() or "(empty log)", language="text")
+
+
+holder = reg.lock_holder()
+if holder:
+    st.info(f"A training is running on this machine: **{holder}**. One at a time.")
+    live(holder)
+elif st.session_state.get("watch_run"):
+    try:
+        live(st.session_state["watch_run"])
+    except PipelineError:
+        st.session_state.pop("watch_run")
+
+with st.form("train"):
+    st.subheader("New run")
+    c1, c2, c3 = st.columns(3)
+    weights_kind = c1.selectbox(
+        "Pre-trained weights",
+        ["imagenet", "local file", "none"],
+        help="imagenet: Keras downloads them once into ~/.keras/models",
+    )
+    weights_file = c1.text_input("Local weights file", placeholder="/path/inception_v3_notop.weights.h5")
+    input_size = c1.number_input("Input size (px)", 75, 599, defaults.input_size, step=1)
+    batch_size = c1.number_input("Batch size", 1, 256, defaults.batch_size)
+    head_epochs = c2.number_input("Head epochs (frozen backbone)", 0, 200, defaults.head_epochs)
+    head_lr = c2.number_input("Head learning rate", 1e-6, 1.0, defaults.head_lr, format="%.5f")
+    finetune_epochs = c2.number_input("Fine-tuning epochs", 0, 200, defaults.finetune_epochs)
+    finetune_lr = c2.number_input("Fine-tuning learning rate", 1e-7, 1.0, defaults.finetune_lr, format="%.6f")
+    unfreeze = c2.selectbox(
+        "Unfreeze from", UNFREEZE_CHOICES, index=UNFREEZE_CHOICES.index(defaults.unfreeze_from)
+    )
+    val_fraction = c3.slider("Validation fraction", 0.05, 0.4, defaults.val_fraction)
+    seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
+    patience = c3.number_input("Early-stopping patience", 1, 50, defaults.patience)
+    max_per_class = c3.number_input(
+        "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
+    )
+    aug = AugmentConfig()
+    st.markdown("**Augmentation** (training images only)")
+    a1, a2, a3, a4, a5, a6 = st.columns(6)
+    aug_on = a1.checkbox("On", aug.enabled)
+    flip = a2.checkbox("Horizontal flip", aug.horizontal_flip)
+    rotation = a3.slider("Rotation (turns)", 0.0, 0.25, aug.rotation)
+    zoom = a4.slider("Zoom", 0.0, 0.5, aug.zoom)
+    contrast = a5.slider("Contrast", 0.0, 0.5, aug.contrast)
+    brightness = a6.slider("Brightness", 0.0, 0.5, aug.brightness)
+    submitted = st.form_submit_button("Start training", type="primary")
+
+if submitted:
+    weights = {"imagenet": "imagenet", "none": "none"}.get(weights_kind, weights_file.strip())
+    config = TrainConfig(
+        data_dir=st.session_state.get("data_dir", ""),
+        weights=weights,
+        input_size=int(input_size),
+        batch_size=int(batch_size),
+        head_epochs=int(head_epochs),
+        head_lr=float(head_lr),
+        finetune_epochs=int(finetune_epochs),
+        finetune_lr=float(finetune_lr),
+        unfreeze_from=unfreeze,
+        val_fraction=float(val_fraction),
+        seed=int(seed),
+        patience=int(patience),
+        max_per_class=int(max_per_class) or None,
+        augment=AugmentConfig(aug_on, rotation, zoom, flip, contrast, brightness),
+    )
+    try:
+        from core.dataset import scan_dataset
+
+        scan_dataset(config.data_dir)
+        with st.spinner("Starting the training process ..."):
+            run = launch(reg, config)
+        st.session_state["watch_run"] = run.id
+        st.rerun()
+    except PipelineError as exc:
+        st.error(str(exc))
+
+st.subheader("Runs")
+runs = reg.list()
+if not runs:
+    st.caption("No runs yet.")
+for run in runs[:20]:
+    metrics = run.metrics or {}
+    figure = f" · accuracy {metrics['accuracy']:.1%}" if metrics else ""
+    with st.expander(f"{run.id} — {run.state}{figure}"):
+        show_outcome(run)
+        st.json(run.config, expanded=False)

@@ -1,0 +1,21 @@
+"""Brain-tumour MRI classifier: the app's entry point (streamlit run streamlit_app.py)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import streamlit as st  # noqa: E402
+
+from pages.shared import sidebar  # noqa: E402
+
+st.set_page_config(page_title="Brain MRI classifier", page_icon="🧠", layout="wide")
+
+pages = [
+    st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
+    st.Page("pages/classify.py", title="Classify", icon="🔎", url_path="classify"),
+]
+page = st.navigation(pages)
+sidebar()
+page.run()

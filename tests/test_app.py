@@ -1,0 +1,154 @@
+"""The Streamlit app, run for real with AppTest on generated data and a tiny trained run."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from datagen import jpeg_bytes, slice_image
+from streamlit.testing.v1 import AppTest
+
+from core.registry import Registry, wait_for
+
+TIMEOUT = 180  # TensorFlow imports and model loads take seconds on a 2-core machine
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, dataset, trained):
+    models, run_id = trained
+    registry_root = tmp_path / "models"
+    shutil.copytree(models, registry_root)
+    monkeypatch.setenv("BTMRI_DATA", str(dataset))
+    monkeypatch.setenv("BTMRI_MODELS", str(registry_root))
+    return Registry(registry_root), run_id
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def by_label(widgets, label):
+    matches = [w for w in widgets if w.label == label]
+    assert matches, f"no widget labelled {label!r}"
+    return matches[0]
+
+
+def test_navigation_and_sidebar(app_env):
+    _, run_id = app_env
+    at = start()
+    assert at.title[0].value == "Dataset"
+    assert at.sidebar.text_input[0].label == "Dataset folder"
+    assert "54 Training · 16 Testing" in " ".join(c.value for c in at.sidebar.caption)
+    assert at.sidebar.selectbox[0].value == run_id
+    assert by_label(at.sidebar.metric, "Test accuracy").value.endswith("%")
+    for page, title in [
+        ("pages/train.py", "Train"),
+        ("pages/results.py", "Results"),
+        ("pages/classify.py", "Classify"),
+    ]:
+        at.switch_page(page).run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert at.title[0].value == title
+
+
+def test_missing_dataset_folder_is_explained(app_env, tmp_path):
+    # AppTest drops the sidebar from reruns under st.navigation, so the folder is set
+    # before the first run (the browser test types into the real sidebar).
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.session_state["data_dir"] = str(tmp_path / "nowhere")
+    at.run()
+    assert any("dataset folder not found" in e.value for e in at.sidebar.error)
+    assert any("Training/<class>" in c.value for c in at.sidebar.caption)
+    assert any("Pick a dataset folder" in w.value for w in at.warning)
+
+
+def test_dataset_page_figures(app_env):
+    at = start()
+    figure = at.get("plotly_chart")[0].proto.spec
+    # grouped bars per split with the counts of the generated data (Testing: 4 a class)
+    assert '"Testing"' in figure and '"validation"' in figure
+    modes = at.dataframe[1].value
+    assert set(modes.index) == {"glioma", "meningioma", "notumor", "pituitary"}
+    assert {"L", "RGB"} <= set(modes.columns)
+    formats = at.dataframe[2].value
+    assert "PNG as .jpg" in formats.columns  # the PNG named .jpg is exposed
+    # default: 4 samples per class; an unreadable sample is shown as an error instead
+    broken = [e for e in at.error if "corrupt.jpg" in e.value]
+    assert len(at.image) + len(broken) == 4 * 4
+    by_label(at.button, "Reshuffle").click().run()
+    assert not at.exception
+
+
+def test_results_page_shows_the_run_metrics(app_env):
+    registry, run_id = app_env
+    metrics = registry.get(run_id).metrics
+    at = start("pages/results.py")
+    assert by_label(at.metric, "Test accuracy").value == f"{metrics['accuracy']:.2%}"
+    assert by_label(at.metric, "Test images").value == str(metrics["n"])
+    table = at.dataframe[0].value
+    assert list(table.index) == metrics["classes"]
+    assert table.loc["glioma", "support"] == metrics["per_class"]["glioma"]["support"]
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert '"heatmap"' in spec and "% of true" in spec
+    wrong = sum(r["correct"] == "0" for r in registry.get(run_id).predictions())
+    if wrong:
+        assert any(f"{wrong} image(s)" in c.value for c in at.caption)
+        assert len(at.image) == min(12, wrong)
+        at.toggle[0].set_value(True).run()
+        assert not at.exception
+        assert len(at.image) == min(12, wrong)
+
+
+def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
+    at = start("pages/classify.py")
+    assert "Not a diagnostic device" in at.warning[0].value
+    assert "20 MB" in at.caption[0].value
+    scan = jpeg_bytes(slice_image(3, np.random.default_rng(5), size=90))
+    at.get("file_uploader")[0].set_value(
+        [
+            ("scan.jpg", scan, "image/jpeg"),
+            ("notes.png", b"just text", "image/png"),
+        ]
+    ).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("scan.jpg" in m.value and "prediction:" in m.value for m in at.markdown)
+    assert any("notes.png" in e.value and "not a readable image" in e.value for e in at.error)
+    assert len(at.image) == 2  # the model's view and the overlay
+    assert any("Grad-CAM" in str(i.proto) for i in at.image)
+    by_label(at.selectbox, "Saliency method").set_value("Grad-CAM++").run()
+    assert not at.exception and len(at.image) == 2
+
+
+def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, dataset):
+    registry = Registry(tmp_path / "fresh-models")
+    monkeypatch.setenv("BTMRI_DATA", str(dataset))
+    monkeypatch.setenv("BTMRI_MODELS", str(registry.root))
+    at = start("pages/train.py")
+    by_label(at.selectbox, "Pre-trained weights").set_value("none")
+    by_label(at.number_input, "Input size (px)").set_value(75)
+    by_label(at.number_input, "Batch size").set_value(4)
+    by_label(at.number_input, "Head epochs (frozen backbone)").set_value(8)
+    by_label(at.number_input, "Early-stopping patience").set_value(20)
+    at.get("form_submit_button")[0].click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (run,) = registry.list()
+    assert run.config["input_size"] == 75 and run.config["head_epochs"] == 8
+    assert any(run.id in i.value for i in at.info)
+    # A second session sees the running training and is refused a second one.
+    other = start("pages/train.py")
+    other.get("form_submit_button")[0].click().run()
+    assert any(f"already running: {run.id}" in e.value for e in other.error)
+    assert wait_for(lambda: len(run.history) >= 1, timeout=300), run.log_tail()
+    at.run()
+    assert any("epoch" in str(p.proto) for p in at.get("progress"))
+    by_label(at.button, "Stop training").click().run()
+    assert wait_for(lambda: run.state == "stopped", timeout=120), run.status
+    at.run()
+    assert any("Stopped" in w.value for w in at.warning)
+    assert run.model_path.is_file()
