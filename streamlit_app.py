@@ -11,10 +11,12 @@ from pages.shared import sidebar  # noqa: E402
 st.set_page_config(page_title="Brain MRI classifier", page_icon="🧠", layout="wide")
 
 pages = [
-    st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
-    st.Page("pages/classify.py", title="Classify", icon="🔎", url_path="classify"),
+    st.Page(
+        "pages/dataset.py", title="Dataset", icon=":material/folder_open:", url_path="dataset", default=True
+    ),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/results.py", title="Results", icon=":material/analytics:", url_path="results"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
 ]
 page = st.navigation(pages)
 sidebar()

@@ -24,7 +24,11 @@ train, val = split_validation(index.training, defaults.val_fraction, defaults.se
 counts = pd.DataFrame(
     [
         {"split": split, "class": name, "images": n}
-        for split, samples in (("Training", train), ("validation", val), ("Testing", index.testing))
+        for split, samples in (
+            ("Training (train part)", train),
+            ("validation", val),
+            ("Testing", index.testing),
+        )
         for name, n in index.counts(samples).items()
     ]
 )

@@ -1,0 +1,136 @@
+"""One real browser session: the real server, headless Debian chromium driven by Playwright.
+
+Opens every page, uploads a scan on Classify and checks that the prediction and the
+overlay appear, and saves a screenshot of each page (tests/artifacts/ by default, or
+$SCREENSHOT_DIR; the README's screenshots come from here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from datagen import slice_image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (make test installs it with apt-get; this machine could not)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, dataset, trained):
+    models, _ = trained
+    registry_root = tmp_path / "models"
+    shutil.copytree(models, registry_root)
+    port = free_port()
+    env = {**os.environ, "BTMRI_DATA": str(dataset), "BTMRI_MODELS": str(registry_root)}
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "artifacts"))
+    shots.mkdir(parents=True, exist_ok=True)
+    scan = tmp_path / "scan.png"
+    slice_image(3, np.random.default_rng(7), size=96).save(scan)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)  # first loads import TensorFlow on 2 cores
+
+        page.goto(f"{server}/dataset")
+        expect(page.get_by_role("heading", name="Dataset")).to_be_visible()
+        expect(page.get_by_text("Class distribution")).to_be_visible()
+        expect(page.locator("[data-testid='stSidebar']").get_by_text("54 Training")).to_be_visible()
+        page.locator(".js-plotly-plot").first.wait_for()
+        page.screenshot(path=str(shots / "dataset.png"), full_page=True)
+
+        for path, heading, marker in [
+            ("train", "Train", "New run"),
+            ("results", "Results", "Confusion matrix"),
+        ]:
+            page.goto(f"{server}/{path}")
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+            expect(page.get_by_text(marker).first).to_be_visible()
+            page.wait_for_timeout(1500)  # let plotly draw before the screenshot
+            page.screenshot(path=str(shots / f"{path}.png"), full_page=True)
+
+        page.goto(f"{server}/classify")
+        expect(page.get_by_text("Not a diagnostic device")).to_be_visible()
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+        expect(page.get_by_text("prediction:")).to_be_visible()
+        expect(page.get_by_text("Grad-CAM for")).to_be_visible()
+        images = page.locator("[data-testid='stImage'] img")
+        expect(images).to_have_count(2)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+            ".every(img => img.complete && img.naturalWidth > 0)"
+        )
+        assert images.nth(1).evaluate("img => img.naturalWidth") == 75  # the overlay, at input size
+        # The sidebar is still there after the rerun that the upload caused.
+        expect(page.locator("[data-testid='stSidebar']").get_by_text("Active run")).to_be_visible()
+        page.screenshot(path=str(shots / "classify.png"), full_page=True)
+        browser.close()
