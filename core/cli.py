@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.config import UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import BLOCKS, MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.dataset import scan_dataset
 from core.errors import PipelineError
 from core.registry import DEFAULT_MODELS_DIR, Registry
@@ -40,6 +40,25 @@ def _train_parser(sub) -> None:
         "--max-per-class", type=int, default=None, help="use at most N Training images per class (quick runs)"
     )
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=defaults.mode,
+        help="cached: frozen backbone computed once per image view and kept on disk "
+        "(fast on a CPU); end_to_end: the whole network every epoch (GPU)",
+    )
+    p.add_argument(
+        "--cache-views",
+        type=int,
+        default=defaults.cache_views,
+        help="cached mode: stored views per training image (1 plain + augmented)",
+    )
+    p.add_argument(
+        "--cache-boundary",
+        choices=BLOCKS,
+        default=None,
+        help="cached mode: last frozen block (default: the one below --unfreeze-from)",
+    )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
 
@@ -112,6 +131,9 @@ def _config_from_args(args) -> TrainConfig:
         seed=args.seed,
         max_per_class=args.max_per_class,
         augment=AugmentConfig(enabled=not args.no_augment),
+        mode=args.mode,
+        cache_views=args.cache_views,
+        cache_boundary=args.cache_boundary,
     )
 
 

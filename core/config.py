@@ -12,6 +12,7 @@ from core.errors import ConfigError
 MIN_INPUT_SIZE = 75
 BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
+MODES = ("cached", "end_to_end")
 
 
 @dataclass
@@ -46,6 +47,20 @@ class TrainConfig:
     patience: int = 3
     max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # "cached": the frozen part of the backbone runs once per image and augmented view
+    # and is stored on disk (fast on a CPU); "end_to_end": every epoch runs the whole
+    # network on freshly augmented images (what a GPU user would pick).
+    mode: str = "cached"
+    cache_views: int = 3  # stored views per training image: 1 plain + augmented ones
+    cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
+
+    def boundary(self) -> str:
+        """The cached mode's cut: the output of the last block that never trains."""
+        if self.cache_boundary:
+            return self.cache_boundary
+        if self.unfreeze_from == "none":
+            return BLOCKS[-1]
+        return BLOCKS[BLOCKS.index(self.unfreeze_from) - 1]
 
     def validate(self) -> TrainConfig:
         """Check every option before any work starts; raise ConfigError if wrong."""
@@ -67,12 +82,33 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.max_per_class is not None and self.max_per_class < 2:
             raise ConfigError("max_per_class must be at least 2")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.mode == "cached":
+            self._validate_cache()
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise ConfigError(
                 f"weights must be 'imagenet', 'none' or an existing weights file; "
                 f"{self.weights!r} is none of these"
             )
         return self
+
+    def _validate_cache(self) -> None:
+        if self.unfreeze_from in ("all", "mixed0"):
+            raise ConfigError(
+                "cached mode keeps the stem frozen: unfreeze from mixed1 or above, or use mode end_to_end"
+            )
+        if self.cache_views < 1:
+            raise ConfigError("cache_views must be at least 1")
+        if self.cache_boundary is not None:
+            if self.cache_boundary not in BLOCKS:
+                raise ConfigError(f"cache_boundary must be one of {', '.join(BLOCKS)}")
+            top = BLOCKS.index(self.unfreeze_from) if self.unfreeze_from in BLOCKS else len(BLOCKS)
+            if BLOCKS.index(self.cache_boundary) >= top:
+                raise ConfigError(
+                    f"cache_boundary {self.cache_boundary} must be below unfreeze_from "
+                    f"{self.unfreeze_from}: the cached blocks cannot train"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

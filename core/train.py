@@ -18,10 +18,13 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import fingerprint, scan_dataset, split_validation, subsample
 from core.errors import ConfigError, PipelineError, TrainingBusyError
@@ -85,9 +88,11 @@ class RunRecorder(keras.callbacks.Callback):
     (atomic writes) and machine-readable.
     """
 
-    def __init__(self, run: Run, phases: list[Phase], batches_per_epoch: int, stop: StopFlag):
+    def __init__(self, run: Run, phases: list[Phase], full_model: keras.Model, stop: StopFlag):
         super().__init__()
-        self.run, self.phases, self.batches, self.stop = run, phases, batches_per_epoch, stop
+        self.run, self.phases, self.full_model, self.stop = run, phases, full_model, stop
+        self.batches = 0
+        self._epoch = 0
         self.history: list[dict] = []
         self.best_loss = math.inf
         self.best_epoch: int | None = None
@@ -99,8 +104,9 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch_start = self.started
 
     # -- bookkeeping ------------------------------------------------------------------
-    def start_phase(self, index: int) -> None:
+    def start_phase(self, index: int, batches: int) -> None:
         self.phase_index = index
+        self.batches = batches
         self._phase_start = time.monotonic()
         self._batches_done = 0
 
@@ -114,7 +120,12 @@ class RunRecorder(keras.callbacks.Callback):
         return max(0.0, left * per_batch)
 
     def write_progress(
-        self, stage: str, batch: int | None = None, logs: dict | None = None, force: bool = False
+        self,
+        stage: str,
+        batch: int | None = None,
+        logs: dict | None = None,
+        force: bool = False,
+        batches: int | None = None,
     ) -> None:
         now = time.monotonic()
         if not force and now - self._last_write < 0.5:
@@ -131,7 +142,7 @@ class RunRecorder(keras.callbacks.Callback):
                 "epoch": self._epoch + 1,
                 "epochs": phase.epochs,
                 "batch": batch,
-                "batches": self.batches,
+                "batches": batches or self.batches,
                 "metrics": {k: float(v) for k, v in (logs or {}).items()},
                 "elapsed_s": round(now - self.started, 1),
                 "eta_s": None if (eta := self._eta()) is None else round(eta, 1),
@@ -139,6 +150,11 @@ class RunRecorder(keras.callbacks.Callback):
                 "updated": now_iso(),
             },
         )
+
+    def caching(self, done: int, total: int) -> None:
+        if self.stop.requested:
+            raise StopRequested
+        self.write_progress("caching", done, batches=total, force=done == total)
 
     # -- Keras hooks --------------------------------------------------------------------
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -171,7 +187,8 @@ class RunRecorder(keras.callbacks.Callback):
         val_loss = logs.get("val_loss", math.nan)
         if val_loss < self.best_loss:  # NaN never counts as an improvement
             self.best_loss, self.best_epoch = val_loss, record["epoch"]
-            save_model_atomic(self.model, self.run.file("checkpoint.keras"))
+            # The full image-to-softmax model, whichever sub-model is being fitted.
+            save_model_atomic(self.full_model, self.run.file("checkpoint.keras"))
         self.write_progress("epoch_end", self.batches, logs, force=True)
 
 
@@ -205,7 +222,13 @@ def prepare_run(registry: Registry, config: TrainConfig, run_id: str | None = No
     return run
 
 
-def train_run(registry: Registry, run: Run, verbose: int = 1, stop: StopFlag | None = None) -> Run:
+def train_run(
+    registry: Registry,
+    run: Run,
+    verbose: int = 1,
+    stop: StopFlag | None = None,
+    cache_root: Path | None = None,
+) -> Run:
     """Train a prepared run under the machine-wide lock; always leaves a final status."""
     stop = stop or StopFlag()
     try:
@@ -225,7 +248,7 @@ def train_run(registry: Registry, run: Run, verbose: int = 1, stop: StopFlag | N
             error=None,
         )
         try:
-            _train(run, stop, verbose)
+            _train(run, stop, verbose, cache_root)
         except StopRequested:
             pass
         except BaseException as exc:
@@ -262,7 +285,7 @@ def _finish(run: Run, stop: StopFlag) -> None:
     run.set_status("completed", ended=now_iso(), error=None)
 
 
-def _train(run: Run, stop: StopFlag, verbose: int) -> None:
+def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> None:
     config = TrainConfig.from_dict(run.config).validate()
     phases = plan_phases(config)
     timings: dict[str, float] = {}
@@ -280,26 +303,30 @@ def _train(run: Run, stop: StopFlag, verbose: int) -> None:
     keras.utils.set_random_seed(config.seed)
     model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     skipped = SkippedFiles()
-    n = len(index.classes)
-    train_ds = make_dataset(
-        train_samples,
-        n,
-        config.input_size,
-        config.batch_size,
-        skipped,
-        shuffle_seed=config.seed,
-        augmenter=build_augmenter(config.augment, config.seed),
-    )
-    val_ds = make_dataset(val_samples, n, config.input_size, config.batch_size, skipped)
-    batches = math.ceil(len(train_samples) / config.batch_size)
-    recorder = RunRecorder(run, phases, batches, stop)
+    recorder = RunRecorder(run, phases, model, stop)
+    start = time.monotonic()
+    if config.mode == "cached":
+        feed: Feed = CachedFeed(
+            cache_root or run.path.parent / ".cache",
+            config,
+            model,
+            train_samples,
+            val_samples,
+            len(index.classes),
+            skipped,
+            recorder,
+        )
+        timings["cache_s"] = time.monotonic() - start
+    else:
+        feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped)
 
     for i, phase in enumerate(phases):
         if stop.requested:
             break
-        recorder.start_phase(i)
+        trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
+        recorder.start_phase(i, batches)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-        model.compile(
+        trainable.compile(
             optimizer=keras.optimizers.Adam(phase.learning_rate),
             loss="categorical_crossentropy",
             metrics=["accuracy"],
@@ -309,7 +336,7 @@ def _train(run: Run, stop: StopFlag, verbose: int) -> None:
         )
         start = time.monotonic()
         try:
-            model.fit(
+            trainable.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=phase.epochs,
@@ -318,7 +345,7 @@ def _train(run: Run, stop: StopFlag, verbose: int) -> None:
             )
         finally:
             timings[f"{phase.name}_s"] = time.monotonic() - start
-            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped))
+            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed))
         if stop.requested:
             raise StopRequested
 
@@ -331,12 +358,107 @@ def _train(run: Run, stop: StopFlag, verbose: int) -> None:
     evaluate_run(run, index, verbose=verbose)
     timings["evaluate_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
-    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped))
+    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed))
     recorder.write_progress("done", force=True)
 
 
-def _meta(timings: dict, n_train: int, recorder: RunRecorder, skipped: SkippedFiles) -> dict:
+class Feed:
+    """Where a phase's batches come from; `for_phase` returns the model to fit on them."""
+
+    def for_phase(self, model: keras.Model, phase: Phase) -> tuple[keras.Model, object, object, int]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {}
+
+
+class ImageFeed(Feed):
+    """End to end: decoded, freshly augmented images through the whole network."""
+
+    def __init__(self, config: TrainConfig, train: list, val: list, n: int, skipped: SkippedFiles):
+        self.train = make_dataset(
+            train,
+            n,
+            config.input_size,
+            config.batch_size,
+            skipped,
+            shuffle_seed=config.seed,
+            augmenter=build_augmenter(config.augment, config.seed),
+        )
+        self.val = make_dataset(val, n, config.input_size, config.batch_size, skipped)
+        self.batches = math.ceil(len(train) / config.batch_size)
+
+    def for_phase(self, model, phase):
+        return model, self.train, self.val, self.batches
+
+    def describe(self) -> dict:
+        return {"mode": "end_to_end"}
+
+
+class CachedFeed(Feed):
+    """Cached: the head trains on pooled features, fine-tuning on boundary activations.
+
+    Both trainable models share their layers with the full model, so training them
+    trains it: the saved model is the same single flat graph as end to end.
+    """
+
+    def __init__(
+        self,
+        cache_root: Path,
+        config: TrainConfig,
+        model: keras.Model,
+        train: list,
+        val: list,
+        n: int,
+        skipped: SkippedFiles,
+        recorder: RunRecorder,
+    ):
+        self.config, self.n = config, n
+        self.cache = ActivationCache(cache_root, config)
+        views = config.cache_views
+        before = sum(1 for _ in self.cache.folder.glob("*_pooled.npy"))
+        recorder.write_progress("caching", 0, force=True)
+        digests = self.cache.build(model, train, views, skipped, progress=recorder.caching)
+        digests.update(self.cache.build(model, val, 1, skipped, progress=recorder.caching))
+        self.reused = before and sum(1 for _ in self.cache.folder.glob("*_pooled.npy")) == before
+        self.train, self.val, self.digests = train, val, digests
+        self.boundary_model = keras.Model(model.get_layer(config.boundary()).output, model.output)
+
+    def for_phase(self, model, phase):
+        bs = self.config.batch_size
+        if phase.unfreeze_from == "none":
+            head_input = keras.Input((model.get_layer("avg_pool").output.shape[-1],))
+            x = head_input
+            for name in ("head_dropout", "predictions"):
+                if name in [layer.name for layer in model.layers]:
+                    x = model.get_layer(name)(x)
+            head = keras.Model(head_input, x)
+            x_train, y_train = self.cache.pooled(self.train, self.digests, self.config.cache_views)
+            x_val, y_val = self.cache.pooled(self.val, self.digests, 1)
+            eye = np.eye(self.n, dtype=np.float32)
+            train = tf.data.Dataset.from_tensor_slices((x_train, eye[y_train]))
+            train = train.shuffle(len(x_train), seed=self.config.seed).batch(bs)
+            val = tf.data.Dataset.from_tensor_slices((x_val, eye[y_val])).batch(bs)
+            return head, train, val, math.ceil(len(x_train) / bs)
+        train = self.cache.dataset(
+            self.train, self.digests, self.n, bs, self.config.cache_views, shuffle_seed=self.config.seed
+        )
+        val = self.cache.dataset(self.val, self.digests, self.n, bs, 1)
+        return self.boundary_model, train, val, math.ceil(len(self.train) / bs)
+
+    def describe(self) -> dict:
+        return {
+            "mode": "cached",
+            "cache_key": self.cache.folder.name,
+            "boundary": self.config.boundary(),
+            "views": self.config.cache_views,
+            "cache_reused": bool(self.reused),
+        }
+
+
+def _meta(timings: dict, n_train: int, recorder: RunRecorder, skipped: SkippedFiles, feed: Feed) -> dict:
     return {
+        "feed": feed.describe(),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": {
             f"{r['phase']}": round(n_train / r["seconds"], 2) for r in recorder.history if r["seconds"]

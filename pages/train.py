@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.config import UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
@@ -20,7 +20,14 @@ def live(run_id: str) -> None:
     run = reg.get(run_id)
     status, progress, history = run.status, run.progress or {}, run.history
     st.subheader(f"Run `{run.id}` — {status['state']}")
-    if progress:
+    if progress.get("stage") == "caching":
+        done, total = progress.get("batch") or 0, progress.get("batches") or 1
+        st.progress(
+            min(1.0, done / total),
+            text=f"Building the activation cache: {done}/{total} image views · "
+            f"{progress['elapsed_s'] / 60:.1f} min elapsed (reused by later runs)",
+        )
+    elif progress:
         phase_no = progress["phase_index"] + 1
         batches = progress.get("batches") or 1
         within = min(1.0, (progress.get("batch") or 0) / batches)
@@ -98,6 +105,16 @@ with st.form("train"):
     max_per_class = c3.number_input(
         "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
     )
+    m1, m2 = st.columns([2, 1])
+    mode = m1.radio(
+        "Training mode",
+        MODES,
+        horizontal=True,
+        help="cached: the frozen part of the backbone runs once per image view and is kept on "
+        "disk, so epochs take a fraction of the time on a CPU. end_to_end: the whole "
+        "network on fresh augmentations every epoch (pick it on a GPU).",
+    )
+    cache_views = m2.number_input("Cached views per image", 1, 10, defaults.cache_views)
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")
     a1, a2, a3, a4, a5, a6 = st.columns(6)
@@ -126,6 +143,8 @@ if submitted:
         patience=int(patience),
         max_per_class=int(max_per_class) or None,
         augment=AugmentConfig(aug_on, rotation, zoom, flip, contrast, brightness),
+        mode=mode,
+        cache_views=int(cache_views),
     )
     try:
         from core.dataset import scan_dataset

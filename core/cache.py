@@ -1,0 +1,176 @@
+"""The activation cache: the frozen part of the backbone, computed once per image view.
+
+On a CPU most of a fine-tuning epoch is spent pushing every image through the frozen
+lower blocks again. Here those blocks run once per image and per augmented view, and
+their output (the "boundary" activations, float16) is kept on disk under a key made of
+the weights, the input size, the boundary block and the augmentation settings; each
+file is named by the image's content hash and view. Any later run with the same
+backbone and data reuses them. Files are written atomically, so a killed build leaves
+only whole files behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from core.config import TrainConfig
+from core.dataset import Sample, file_digest
+from core.errors import ImageDecodeError
+from core.images import load_rgb
+from core.pipeline import SkippedFiles, build_augmenter
+
+Progress = Callable[[int, int], None]
+
+
+def weights_id(weights: str, seed: int) -> str:
+    if weights == "imagenet":
+        return "imagenet"
+    if weights == "none":
+        return f"random-init-seed{seed}"  # random weights differ by seed
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(config: TrainConfig) -> str:
+    """What the stored activations depend on, and nothing else."""
+    spec = {
+        "weights": weights_id(config.weights, config.seed),
+        "input_size": config.input_size,
+        "boundary": config.boundary(),
+        "augment": asdict(config.augment),
+        "seed": config.seed,
+        "keras": keras.__version__,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class ActivationCache:
+    """Boundary activations of one backbone configuration, one .npy file per view."""
+
+    def __init__(self, root: Path, config: TrainConfig) -> None:
+        self.config = config
+        self.folder = Path(root) / cache_key(config)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        spec = self.folder / "spec.json"
+        if not spec.exists():
+            spec.write_text(json.dumps({"boundary": config.boundary(), **config.to_dict()}, indent=2))
+
+    def path(self, digest: str, view: int, kind: str = "boundary") -> Path:
+        return self.folder / f"{digest}_v{view}_{kind}.npy"
+
+    def build(
+        self,
+        model: keras.Model,
+        samples: list[Sample],
+        views: int,
+        skipped: SkippedFiles,
+        progress: Progress | None = None,
+        batch_size: int = 16,
+    ) -> dict[Sample, str]:
+        """Compute what is missing; return the content hash of every readable sample.
+
+        Each view stores the boundary activations and the pooled backbone features
+        (what the head phase trains on); both come from one forward pass.
+        """
+        digests = {s: file_digest(s.path) for s in samples}
+        todo = [
+            (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
+        ]
+        if todo:
+            self._compute(model, todo, digests, skipped, progress, batch_size)
+        bad = skipped.as_dict()
+        return {s: d for s, d in digests.items() if str(s.path) not in bad}
+
+    def _compute(self, model, todo, digests, skipped, progress, batch_size) -> None:
+        outputs = [model.get_layer(self.config.boundary()).output, model.get_layer("avg_pool").output]
+        forward = keras.Model(model.input, outputs)
+        size = self.config.input_size
+        augmenters: dict[int, keras.Sequential | None] = {}
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for view in sorted({v for _, v in chunk}):
+                batch, images = [], []
+                for sample, _ in (item for item in chunk if item[1] == view):
+                    try:
+                        images.append(load_rgb(sample.path, size))
+                        batch.append(sample)
+                    except ImageDecodeError as exc:
+                        skipped.add(str(sample.path), str(exc))
+                if not batch:
+                    continue
+                x = tf.constant(np.stack(images), tf.float32)
+                if view > 0:
+                    if view not in augmenters:
+                        augmenters[view] = build_augmenter(
+                            self.config.augment, self.config.seed + 1000 * view
+                        )
+                    if augmenters[view] is not None:
+                        x = augmenters[view](x, training=True)
+                boundary, pooled = forward(x, training=False)
+                for i, sample in enumerate(batch):
+                    digest = digests[sample]
+                    _save_atomic(self.path(digest, view), boundary[i].numpy().astype(np.float16))
+                    # Written last: its presence marks the view as complete.
+                    _save_atomic(self.path(digest, view, "pooled"), pooled[i].numpy().astype(np.float16))
+            if progress:
+                progress(min(start + batch_size, len(todo)), len(todo))
+
+    def pooled(
+        self, samples: list[Sample], digests: dict[Sample, str], views: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) with one row per stored view of each readable sample."""
+        kept = [s for s in samples if s in digests]
+        x = np.stack([np.load(self.path(digests[s], v, "pooled")) for s in kept for v in range(views)])
+        y = np.array([s.label for s in kept for _ in range(views)])
+        return x.astype(np.float32), y
+
+    def dataset(
+        self,
+        samples: list[Sample],
+        digests: dict[Sample, str],
+        num_classes: int,
+        batch_size: int,
+        views: int,
+        shuffle_seed: int | None = None,
+    ) -> tf.data.Dataset:
+        """Batches of (boundary activations, one-hot label); a random stored view per
+        image and epoch when `views` > 1 (training), view 0 otherwise."""
+        kept = [s for s in samples if s in digests]
+        paths = [[str(self.path(digests[s], v)) for v in range(views)] for s in kept]
+        labels = [s.label for s in kept]
+        shape = np.load(paths[0][0], mmap_mode="r").shape
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(kept), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+        def read(path: bytes) -> np.ndarray:
+            return np.load(path.decode()).astype(np.float32)
+
+        def load(view_paths, label):
+            pick = tf.random.uniform((), 0, views, tf.int32, seed=shuffle_seed) if views > 1 else 0
+            x = tf.numpy_function(read, [view_paths[pick]], tf.float32, stateful=False)
+            x.set_shape(shape)
+            return x, tf.one_hot(label, num_classes)
+
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)

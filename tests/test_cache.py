@@ -1,0 +1,127 @@
+"""The activation cache: same numbers as the uncached path, reuse, keys, and both modes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+from conftest import TINY_TRAIN_ARGS, run_cli
+
+from core.cache import ActivationCache, cache_key
+from core.config import TrainConfig
+from core.dataset import scan_dataset
+from core.errors import ConfigError
+from core.images import load_rgb
+from core.model import build_model
+from core.pipeline import SkippedFiles
+
+
+@pytest.fixture(scope="module")
+def setup(dataset, tmp_path_factory):
+    config = TrainConfig(
+        data_dir=str(dataset), weights="none", input_size=75, unfreeze_from="mixed9", cache_views=2
+    )
+    keras.utils.set_random_seed(0)
+    model = build_model(4, 75, "none")
+    samples = scan_dataset(dataset).testing[:6]
+    cache = ActivationCache(tmp_path_factory.mktemp("cache"), config)
+    digests = cache.build(model, samples, 2, SkippedFiles())
+    return config, model, samples, cache, digests
+
+
+def test_cached_activations_and_predictions_match_the_uncached_path(setup):
+    config, model, samples, cache, digests = setup
+    images = np.stack([load_rgb(s.path, 75) for s in samples]).astype(np.float32)
+    direct = keras.Model(model.input, model.get_layer("mixed8").output).predict(images, verbose=0)
+    cached = np.stack([np.load(cache.path(digests[s], 0)) for s in samples]).astype(np.float32)
+    assert cached.shape == direct.shape
+    np.testing.assert_allclose(cached, direct, rtol=1e-2, atol=1e-2)  # float16 storage
+    upper = keras.Model(model.get_layer("mixed8").output, model.output)
+    np.testing.assert_allclose(upper.predict(cached, verbose=0), model.predict(images, verbose=0), atol=1e-3)
+    pooled, labels = cache.pooled(samples, digests, 1)
+    direct_pooled = keras.Model(model.input, model.get_layer("avg_pool").output).predict(images, verbose=0)
+    np.testing.assert_allclose(pooled, direct_pooled, rtol=1e-2, atol=1e-2)
+    assert labels.tolist() == [s.label for s in samples]
+
+
+def test_augmented_views_differ_from_the_plain_view(setup):
+    _, _, samples, cache, digests = setup
+    plain = np.load(cache.path(digests[samples[0]], 0))
+    augmented = np.load(cache.path(digests[samples[0]], 1))
+    assert plain.shape == augmented.shape and not np.allclose(plain, augmented)
+
+
+def test_second_build_reuses_every_file(setup):
+    config, model, samples, cache, digests = setup
+    stamps = {p: p.stat().st_mtime_ns for p in cache.folder.glob("*.npy")}
+    assert len(stamps) == 6 * 2 * 2  # samples x views x (boundary, pooled)
+    again = ActivationCache(cache.folder.parent, replace(config, finetune_lr=1e-5, head_lr=0.1))
+    assert again.folder == cache.folder
+    assert again.build(model, samples, 2, SkippedFiles()) == digests
+    assert {p: p.stat().st_mtime_ns for p in cache.folder.glob("*.npy")} == stamps
+
+
+def test_cache_key_follows_what_the_activations_depend_on(setup):
+    config = setup[0]
+    same = [
+        replace(config, finetune_lr=1e-5),
+        replace(config, unfreeze_from="mixed10", cache_boundary="mixed8"),
+        replace(config, batch_size=3, head_epochs=9),
+    ]
+    assert {cache_key(c) for c in same} == {cache_key(config)}
+    different = [
+        replace(config, input_size=80),
+        replace(config, seed=1),
+        replace(config, unfreeze_from="mixed8"),
+        replace(config, augment=replace(config.augment, zoom=0.3)),
+    ]
+    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 5
+
+
+def test_invalid_cache_settings_are_refused(dataset):
+    with pytest.raises(ConfigError, match="stem frozen"):
+        TrainConfig(data_dir=str(dataset), unfreeze_from="all").validate()
+    with pytest.raises(ConfigError, match="below unfreeze_from"):
+        TrainConfig(data_dir=str(dataset), unfreeze_from="mixed8", cache_boundary="mixed9").validate()
+    TrainConfig(data_dir=str(dataset), unfreeze_from="all", mode="end_to_end").validate()
+
+
+def test_end_to_end_mode_trains_the_same_kind_of_run(dataset, tmp_path):
+    result = run_cli(
+        "train", str(dataset), *TINY_TRAIN_ARGS, "--mode", "end_to_end", "--run-id", "e2e", models=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((tmp_path / "e2e" / "meta.json").read_text())
+    assert meta["feed"] == {"mode": "end_to_end"}
+    assert json.loads((tmp_path / "e2e" / "config.json").read_text())["mode"] == "end_to_end"
+    assert (tmp_path / "e2e" / "model.keras").is_file()
+
+
+def test_cached_run_records_its_cache_and_reuses_it(trained, dataset, tmp_path):
+    shared_models, run_id = trained
+    models = tmp_path / "models"
+    shutil.copytree(shared_models, models)  # the cache folder comes along
+    meta = json.loads((models / run_id / "meta.json").read_text())
+    assert meta["feed"]["mode"] == "cached" and meta["feed"]["boundary"] == "mixed8"
+    result = run_cli(
+        "train",
+        str(dataset),
+        *TINY_TRAIN_ARGS,
+        "--finetune-lr",
+        "0.001",
+        "--unfreeze-from",
+        "mixed10",
+        "--cache-boundary",
+        "mixed8",
+        "--run-id",
+        "again",
+        models=models,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = json.loads((models / "again" / "meta.json").read_text())
+    assert again["feed"]["cache_key"] == meta["feed"]["cache_key"]
+    assert again["feed"]["cache_reused"] is True
