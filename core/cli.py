@@ -41,6 +41,11 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     p.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        help="keep one image of each exact/near copy group in Training (see 'audit')",
+    )
+    p.add_argument(
         "--mode",
         choices=MODES,
         default=defaults.mode,
@@ -74,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    p = sub.add_parser("audit", help="duplicates, train/test leakage and the clean test set")
+    p.add_argument("data", help="dataset root with Training/ and Testing/")
+    p.add_argument("--json", action="store_true", help="the full audit (groups, pairs) as JSON")
     p = sub.add_parser("evaluate", help="evaluate a run on its dataset's Testing split")
     p.add_argument("run")
     p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
@@ -134,6 +142,7 @@ def _config_from_args(args) -> TrainConfig:
         mode=args.mode,
         cache_views=args.cache_views,
         cache_boundary=args.cache_boundary,
+        drop_duplicates=args.drop_duplicates,
     )
 
 
@@ -144,6 +153,11 @@ def _print_summary(run) -> None:
             f"Testing accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}"
             f"  (n={metrics['n']})"
         )
+        if clean := metrics.get("clean"):
+            print(
+                f"clean test set accuracy {clean['accuracy']:.4f}  macro F1 {clean['macro_f1']:.4f}"
+                f"  (n={clean['n']}; {clean['excluded']} copies of Training images left out)"
+            )
 
 
 def _run_with_model(registry: Registry, run_id: str):
@@ -178,6 +192,43 @@ def cmd_predict(args, registry: Registry) -> int:
                 probs = "  ".join(f"{c} {p:.3f}" for c, p in r.probabilities.items())
                 print(f"{r.name}: {r.label} ({r.confidence:.1%})  [{probs}]")
     return 1 if all(r.error for r in results) else 0
+
+
+def cmd_audit(args, registry: Registry) -> int:
+    from core.audit import cached_audit
+
+    index = scan_dataset(args.data)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rreading images {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    audit = cached_audit(index, registry.root / ".cache", progress)
+    if args.json:
+        print(json.dumps({"summary": audit.summary(), **audit.to_json()}))
+        return 0
+    summary = audit.summary()
+    print(
+        f"{summary['images']} images; thresholds r32 >= {summary['thresholds']['r32']}, "
+        f"r128 >= {summary['thresholds']['r128']}"
+    )
+    for key in (
+        "exact_duplicate_groups",
+        "exact_redundant_files",
+        "near_duplicate_pairs",
+        "redundant_within_training",
+        "redundant_within_testing",
+        "testing_with_copy_in_training",
+        "label_conflict_groups",
+        "unreadable",
+    ):
+        print(f"  {key.replace('_', ' '):32s} {summary[key]}")
+    print(f"clean test set: {summary['clean_test_size']} of {len(index.testing)} Testing images")
+    for name, row in summary["per_class"].items():
+        print(
+            f"  {name:12s} Testing {row['testing']:4d}  with a copy in Training {row['leaked']:4d}"
+            f"  clean {row['clean']:4d}"
+        )
+    return 0
 
 
 def cmd_runs(args, registry: Registry) -> int:
@@ -222,6 +273,7 @@ def cmd_delete(args, registry: Registry) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "audit": cmd_audit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "runs": cmd_runs,

@@ -46,6 +46,7 @@ class TrainConfig:
     train_batchnorm: bool = False  # keep batch norm in inference mode while fine-tuning
     patience: int = 3
     max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
+    drop_duplicates: bool = False  # keep one image of each copy group in Training (audit)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # "cached": the frozen part of the backbone runs once per image and augmented view
     # and is stored on disk (fast on a CPU); "end_to_end": every epoch runs the whole

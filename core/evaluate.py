@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from core.audit import Audit, cached_audit
 from core.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
 from core.model import load_model
@@ -58,14 +59,17 @@ class Predictions:
     def y_pred(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
-    def to_csv(self, classes: list[str]) -> str:
+    def to_csv(self, classes: list[str], clean: set[str] | None = None) -> str:
+        """One row per image; `clean` (1/0) says whether it is in the clean test set."""
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["file", "true", "predicted", "correct", *[f"p_{c}" for c in classes]])
+        extra = ["clean"] if clean is not None else []
+        writer.writerow(["file", "true", "predicted", "correct", *extra, *[f"p_{c}" for c in classes]])
         for file, true, probs in zip(self.files, self.y_true, self.probabilities):
             pred = int(probs.argmax())
+            flag = [int(file in clean)] if clean is not None else []
             writer.writerow(
-                [file, classes[true], classes[pred], int(pred == true), *[f"{p:.6f}" for p in probs]]
+                [file, classes[true], classes[pred], int(pred == true), *flag, *[f"{p:.6f}" for p in probs]]
             )
         return out.getvalue()
 
@@ -88,16 +92,35 @@ def predict_samples(
     )
 
 
-def evaluate_run(run: Run, index: DatasetIndex, model=None, verbose: int = 0) -> dict:
-    """Predict the Testing split with a run's model; save metrics.json and predictions.csv."""
+def clean_metrics(predictions: Predictions, clean_files: set[str], classes: list[str]) -> dict:
+    """The same figures on the clean test set only (no copies of Training images)."""
+    mask = np.array([f in clean_files for f in predictions.files], dtype=bool)
+    metrics = compute_metrics(predictions.y_true[mask], predictions.y_pred[mask], classes)
+    metrics["excluded"] = int((~mask).sum())
+    return metrics
+
+
+def evaluate_run(
+    run: Run, index: DatasetIndex, model=None, verbose: int = 0, audit: Audit | None = None
+) -> dict:
+    """Predict the Testing split with a run's model; save metrics.json and predictions.csv.
+
+    metrics.json holds the official Testing figures at the top level and the same
+    figures on the clean test set (Testing minus copies of Training images, from the
+    dataset audit) under "clean".
+    """
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
     model = model or load_model(run.model_path)
     size = int(run.config["input_size"])
     predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
+    audit = audit or cached_audit(index, run.path.parent / ".cache")
+    clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
     metrics["split"] = "Testing"
     metrics["skipped"] = predictions.skipped
-    atomic_write_bytes(run.file("predictions.csv"), predictions.to_csv(index.classes).encode())
+    metrics["clean"] = clean_metrics(predictions, clean, index.classes)
+    csv_text = predictions.to_csv(index.classes, clean)
+    atomic_write_bytes(run.file("predictions.csv"), csv_text.encode())
     run.write("metrics.json", metrics)
     return metrics

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.audit import cached_audit
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import fingerprint, scan_dataset, split_validation, subsample
@@ -291,13 +292,18 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     index = scan_dataset(config.data_dir)
-    pool = subsample(index.training, config.max_per_class, config.seed)
+    cache_root = cache_root or run.path.parent / ".cache"
+    pool, dropped = index.training, []
+    if config.drop_duplicates:
+        recorder_stage(run, "auditing")
+        copies = cached_audit(index, cache_root).training_copies_to_drop()
+        dropped = sorted(copies)
+        pool = [s for s in pool if index.relative(s) not in copies]
+    pool = subsample(pool, config.max_per_class, config.seed)
     train_samples, val_samples = split_validation(pool, config.val_fraction, config.seed)
     run.write("classes.json", index.classes)
-    run.write(
-        "data.json",
-        fingerprint(index, {"train": train_samples, "validation": val_samples, "test": index.testing}),
-    )
+    data = fingerprint(index, {"train": train_samples, "validation": val_samples, "test": index.testing})
+    run.write("data.json", {**data, "dropped_duplicates": dropped})
     timings["scan_s"] = time.monotonic() - t0
 
     keras.utils.set_random_seed(config.seed)
@@ -360,6 +366,11 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     timings["total_s"] = time.monotonic() - t0
     run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed))
     recorder.write_progress("done", force=True)
+
+
+def recorder_stage(run: Run, stage: str) -> None:
+    """Progress before training starts (the recorder needs the model)."""
+    run.write("progress.json", {"stage": stage, "updated": now_iso()})
 
 
 class Feed:

@@ -29,8 +29,15 @@ def slice_image(label: int, rng: np.random.Generator, size: int = 64) -> Image.I
         draw.ellipse((m + 2, c - 8 + j, m + 18, c + 8 + j), outline=240, width=3)
     elif label == 3:  # small spot low in the middle
         draw.ellipse((c - 4 + j, c + 10, c + 4 + j, c + 18), fill=250)
+    # Smooth random "anatomy" inside the head makes every image distinct, as real slices
+    # are (the duplicate audit must not merge images that merely share a layout).
+    field = Image.fromarray(rng.uniform(0, 255, (6, 6)).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
+    head = np.asarray(image, float) > 0
+    texture = (np.asarray(field, float) - 128) * 0.35 * head
     noise = rng.normal(0, 6, (size, size))
-    return Image.fromarray(np.clip(np.asarray(image, float) + noise, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(np.asarray(image, float) + texture + noise, 0, 255).astype(np.uint8))
 
 
 def _save(image: Image.Image, path: Path, fmt: str = "JPEG") -> None:
