@@ -204,9 +204,13 @@ def audit_key(index: DatasetIndex) -> str:
     return digest.hexdigest()[:24]
 
 
+def audit_file(index: DatasetIndex, cache_root: Path) -> Path:
+    return Path(cache_root) / "audit" / f"{audit_key(index)}.json"
+
+
 def cached_audit(index: DatasetIndex, cache_root: Path, progress: Progress | None = None) -> Audit:
     """The audit of this dataset, computed once and then read from `cache_root`."""
-    path = Path(cache_root) / "audit" / f"{audit_key(index)}.json"
+    path = audit_file(index, cache_root)
     data = read_json(path)
     if data is not None:
         return Audit.from_json(data)

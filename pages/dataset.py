@@ -9,7 +9,7 @@ from core.config import TrainConfig
 from core.dataset import split_validation
 from core.images import decode
 from pages import charts
-from pages.shared import image_properties, require_dataset
+from pages.shared import dataset_audit, image_properties, require_dataset
 
 st.title("Dataset")
 index = require_dataset()
@@ -59,6 +59,66 @@ with right:
                 col.image(image, caption=f"{sample.path.name} ({image.width}x{image.height})")
             except Exception as exc:  # a broken file is shown, not fatal
                 col.error(f"{sample.path.name}: {exc}")
+
+st.subheader("Duplicates and train/test leakage")
+audit = dataset_audit(index)
+summary = audit.summary()
+st.markdown(
+    "Two images count as copies when their bytes are identical, or when their grayscale "
+    f"thumbnails correlate at r ≥ {summary['thresholds']['r32']} (32×32) and "
+    f"r ≥ {summary['thresholds']['r128']} (128×128) after z-normalisation: this survives "
+    "re-encoding, rescaling and brightness/contrast changes, while neighbouring slices of one "
+    "patient (r ≈ 0.91-0.94) stay apart. The **clean test set** is Testing minus every image "
+    "with a copy in Training, each within-Testing copy counted once."
+)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Testing images with a copy in Training", summary["testing_with_copy_in_training"])
+m2.metric("Clean test set", f"{summary['clean_test_size']} of {len(index.testing)}")
+m3.metric("Redundant images in Training", summary["redundant_within_training"])
+m4.metric("Label conflicts", summary["label_conflict_groups"])
+per_class = pd.DataFrame(summary["per_class"]).T.rename(
+    columns={"testing": "Testing", "leaked": "with a copy in Training", "clean": "clean test set"}
+)
+st.dataframe(per_class, width="stretch")
+
+groups = sorted(audit.groups, key=lambda g: (-len({audit.splits[m] for m in g}), -len(g)))
+conflicts = audit.label_conflicts()
+if groups:
+    kind = st.radio(
+        "Show", ["copies across Training and Testing", "label conflicts", "all copy groups"], horizontal=True
+    )
+    shown = {
+        "copies across Training and Testing": [g for g in groups if len({audit.splits[m] for m in g}) > 1],
+        "label conflicts": conflicts,
+        "all copy groups": groups,
+    }[kind]
+    if not shown:
+        st.success(f"No {kind}.")
+    else:
+        pick = st.number_input(f"Group (of {len(shown)})", 1, len(shown), 1) - 1
+        members = shown[pick][:8]
+        similarity = {frozenset(p[:2]): f"r32 {p[2]:.3f}, r128 {p[3]:.3f}" for p in audit.near_pairs}
+        exact = {frozenset(p) for p in audit.exact_pairs}
+        cols = st.columns(len(members))
+        for col, m in zip(cols, members):
+            first = members[0]
+            if m == first:
+                note = "reference"
+            elif frozenset((first, m)) in exact:
+                note = "identical bytes"
+            else:
+                note = similarity.get(frozenset((first, m)), "same group")
+            try:
+                image = decode(index.root / audit.files[m])
+                image.thumbnail((220, 220))
+                col.image(image)
+            except Exception as exc:
+                col.error(str(exc))
+            col.caption(
+                f"**{audit.splits[m]} / {audit.labels[m]}** · {audit.files[m].split('/')[-1]} · {note}"
+            )
+else:
+    st.success("No exact or near duplicates found.")
 
 st.subheader("Image properties by class")
 st.markdown(

@@ -24,19 +24,49 @@ if not metrics:
     )
     st.stop()
 
-c1, c2, c3, c4 = st.columns(4)
+clean = metrics.get("clean")
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
 c2.metric("Macro F1", f"{metrics['macro_f1']:.4f}")
 c3.metric("Weighted F1", f"{metrics['weighted_f1']:.4f}")
 c4.metric("Test images", metrics["n"])
+if clean:
+    c5.metric(
+        "Clean-set accuracy",
+        f"{clean['accuracy']:.2%}",
+        f"{clean['accuracy'] - metrics['accuracy']:+.2%}",
+        help="Testing minus every image with an exact or near copy in Training",
+    )
+
+sets = {"official Testing": metrics}
+if clean:
+    sets["clean test set"] = clean
+    st.dataframe(
+        pd.DataFrame(
+            {
+                name: {
+                    "images": m["n"],
+                    "accuracy": m["accuracy"],
+                    "macro F1": m["macro_f1"],
+                    "weighted F1": m["weighted_f1"],
+                }
+                for name, m in sets.items()
+            }
+        ).T.style.format(
+            {"images": "{:.0f}", "accuracy": "{:.2%}", "macro F1": "{:.4f}", "weighted F1": "{:.4f}"}
+        ),
+        width="stretch",
+    )
+test_set = st.radio("Figures below for", list(sets), horizontal=True)
+shown = sets[test_set]
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Confusion matrix")
-    st.plotly_chart(charts.confusion(metrics["confusion_matrix"], metrics["classes"]), width="stretch")
+    st.plotly_chart(charts.confusion(shown["confusion_matrix"], shown["classes"]), width="stretch")
 with right:
     st.subheader("Per class")
-    table = pd.DataFrame(metrics["per_class"]).T[["precision", "recall", "f1", "support"]]
+    table = pd.DataFrame(shown["per_class"]).T[["precision", "recall", "f1", "support"]]
     st.dataframe(
         table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}),
         width="stretch",
@@ -52,6 +82,8 @@ if run.history:
 
 st.subheader("Misclassified test images")
 rows = pd.DataFrame(run.predictions())
+if test_set == "clean test set" and "clean" in rows:
+    rows = rows[rows["clean"] == "1"]
 wrong = rows[rows["correct"] == "0"] if not rows.empty else rows
 if wrong.empty:
     st.success("No misclassified test images.")

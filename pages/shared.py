@@ -84,6 +84,29 @@ def image_properties(root: str) -> pd.DataFrame:
     return _properties(root, _folder_stamp(root))
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _stored_audit(root: str, stamp: tuple, cache_root: str):
+    from core.audit import cached_audit
+
+    return cached_audit(scan_dataset(root), Path(cache_root))
+
+
+def dataset_audit(index: DatasetIndex):
+    """The duplicate/leakage audit, with a progress bar the first time it is computed."""
+    from core.audit import audit_file, cached_audit
+
+    cache_root = registry().root / ".cache"
+    if not audit_file(index, cache_root).is_file():
+        bar = st.progress(0.0, text="Auditing the dataset for duplicates (once per dataset) ...")
+        cached_audit(
+            index,
+            cache_root,
+            lambda done, total: bar.progress(done / total, text=f"Reading images {done}/{total}"),
+        )
+        bar.empty()
+    return _stored_audit(str(index.root), _folder_stamp(str(index.root)), str(cache_root))
+
+
 @st.cache_resource(max_entries=3, show_spinner="Loading the model ...")
 def classifier(models_root: str, run_id: str, stamp: float):
     from core.inference import Classifier

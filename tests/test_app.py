@@ -73,14 +73,23 @@ def test_dataset_page_figures(app_env):
     figure = at.get("plotly_chart")[0].proto.spec
     # grouped bars per split with the counts of the generated data (Testing: 4 a class)
     assert '"Testing"' in figure and '"validation"' in figure
-    modes = at.dataframe[1].value
-    assert set(modes.index) == {"glioma", "meningioma", "notumor", "pituitary"}
-    assert {"L", "RGB"} <= set(modes.columns)
-    formats = at.dataframe[2].value
-    assert "PNG as .jpg" in formats.columns  # the PNG named .jpg is exposed
     # default: 4 samples per class; an unreadable sample is shown as an error instead
     broken = [e for e in at.error if "corrupt.jpg" in e.value]
     assert len(at.image) + len(broken) == 4 * 4
+    frames = [d.value for d in at.dataframe]
+    (modes,) = [f for f in frames if "RGB" in f.columns]
+    assert set(modes.index) == {"glioma", "meningioma", "notumor", "pituitary"}
+    assert {"L", "RGB"} <= set(modes.columns)
+    (formats,) = [f for f in frames if any(" as " in str(c) for c in f.columns)]
+    assert "PNG as .jpg" in formats.columns  # the PNG named .jpg is exposed
+    # The audit: no leakage in the generated data, and the awkward copies of one image
+    # (PNG named .jpg, gray, RGBA, palette, 16-bit) form one group in Training.
+    assert by_label(at.metric, "Testing images with a copy in Training").value == "0"
+    assert by_label(at.metric, "Clean test set").value == "16 of 16"
+    assert int(by_label(at.metric, "Redundant images in Training").value) == 4
+    by_label(at.radio, "Show").set_value("all copy groups").run()
+    assert any("identical bytes" in c.value or "r128" in c.value for c in at.caption)
+    assert len(at.image) == 16 - len(broken) + 5  # the same gallery + the group of 5 copies
     by_label(at.button, "Reshuffle").click().run()
     assert not at.exception
 
@@ -91,7 +100,10 @@ def test_results_page_shows_the_run_metrics(app_env):
     at = start("pages/results.py")
     assert by_label(at.metric, "Test accuracy").value == f"{metrics['accuracy']:.2%}"
     assert by_label(at.metric, "Test images").value == str(metrics["n"])
-    table = at.dataframe[0].value
+    assert by_label(at.metric, "Clean-set accuracy").value == f"{metrics['clean']['accuracy']:.2%}"
+    comparison = at.dataframe[0].value
+    assert list(comparison.index) == ["official Testing", "clean test set"]
+    table = at.dataframe[1].value
     assert list(table.index) == metrics["classes"]
     assert table.loc["glioma", "support"] == metrics["per_class"]["glioma"]["support"]
     spec = at.get("plotly_chart")[0].proto.spec
