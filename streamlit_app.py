@@ -17,6 +17,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/results.py", title="Results", icon=":material/analytics:", url_path="results"),
     st.Page("pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
+    st.Page("pages/compare.py", title="Compare runs", icon=":material/compare:", url_path="compare"),
 ]
 page = st.navigation(pages)
 sidebar()

@@ -122,5 +122,46 @@ def evaluate_run(
     metrics["clean"] = clean_metrics(predictions, clean, index.classes)
     csv_text = predictions.to_csv(index.classes, clean)
     atomic_write_bytes(run.file("predictions.csv"), csv_text.encode())
+    calibration = calibrate(run, index, model, predictions, verbose)
+    if calibration:
+        run.write("calibration.json", calibration)
     run.write("metrics.json", metrics)
     return metrics
+
+
+def calibrate(run: Run, index: DatasetIndex, model, test: Predictions, verbose: int = 0) -> dict | None:
+    """Fit a softmax temperature on the run's validation images; report ECE before/after."""
+    from core.interpret import apply_temperature, expected_calibration_error, fit_temperature
+
+    files = (run.read("data.json") or {}).get("files", {}).get("validation") or []
+    samples = [
+        Sample(index.root / f, index.classes.index(Path(f).parts[1]))
+        for f in files
+        if (index.root / f).is_file() and Path(f).parts[1] in index.classes
+    ]
+    if len(samples) < 2:
+        return None
+    size = int(run.config["input_size"])
+    val = predict_samples(model, index, samples, size, verbose=verbose)
+    temperature = fit_temperature(val.probabilities, val.y_true)
+
+    def figures(p: Predictions) -> dict:
+        after = apply_temperature(p.probabilities, temperature)
+        return {
+            "n": len(p.y_true),
+            "ece_before": expected_calibration_error(p.probabilities, p.y_true),
+            "ece_after": expected_calibration_error(after, p.y_true),
+            "nll_before": _nll(p.probabilities, p.y_true),
+            "nll_after": _nll(after, p.y_true),
+        }
+
+    return {
+        "temperature": temperature,
+        "fitted_on": "validation",
+        "validation": figures(val),
+        "test": figures(test),
+    }
+
+
+def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())

@@ -54,13 +54,16 @@ class Classifier:
         self.classes: list[str] = run.classes
         self.input_size = int(run.config["input_size"])
         self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        # Temperature fitted on the run's validation set (1.0: uncalibrated).
+        self.temperature = float((run.read("calibration.json") or {}).get("temperature", 1.0))
 
     def prepare(self, source: Path | bytes) -> np.ndarray:
         """The uint8 (size, size, 3) image the model sees; raises ImageDecodeError."""
         return load_rgb(source, self.input_size)
 
-    def probabilities(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Softmax for a batch of uint8 or float images in [0, 255]."""
+    def probabilities(self, images: np.ndarray, batch_size: int = 32, calibrated: bool = False) -> np.ndarray:
+        """Softmax for a batch of uint8 or float images in [0, 255]; with `calibrated`,
+        after the run's temperature scaling."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 3:
             images = images[None]
@@ -68,7 +71,12 @@ class Classifier:
             self._forward(tf.constant(images[i : i + batch_size])).numpy()
             for i in range(0, len(images), batch_size)
         ]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))
+        probs = np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))
+        if calibrated and self.temperature != 1.0:
+            from core.interpret import apply_temperature
+
+            probs = apply_temperature(probs, self.temperature)
+        return probs
 
     def predict(self, sources: list[tuple[str, Path | bytes]]) -> list[Prediction]:
         """One Prediction per (name, file or bytes); unreadable ones carry an error."""

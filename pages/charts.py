@@ -97,3 +97,38 @@ def sizes(properties: pd.DataFrame) -> go.Figure:
     )
     fig.update_layout(margin=dict(t=30, b=10), height=420)
     return fig
+
+
+def reliability(rows_before: list[dict], rows_after: list[dict] | None = None) -> go.Figure:
+    """Accuracy per confidence bin against the diagonal of perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot")))
+    for rows, name in ((rows_before, "model"), (rows_after, "temperature-scaled")):
+        if rows:
+            used = [r for r in rows if r["count"]]
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["confidence"] for r in used],
+                    y=[r["accuracy"] for r in used],
+                    mode="lines+markers",
+                    name=name,
+                    text=[f"{r['count']} images" for r in used],
+                )
+            )
+    fig.update_layout(
+        xaxis_title="confidence",
+        yaxis_title="accuracy",
+        height=360,
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1.02],
+        margin=dict(t=30, b=10),
+    )
+    return fig
+
+
+def class_curves(curves: dict[str, dict], x: str, y: str, title: str) -> go.Figure:
+    fig = go.Figure()
+    for name, c in curves.items():
+        fig.add_trace(go.Scatter(x=c[x], y=c[y], mode="lines", name=f"{name} (AUC {c['auc']:.3f})"))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=360, margin=dict(t=40, b=10))
+    return fig

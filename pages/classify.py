@@ -31,6 +31,14 @@ c1, c2, c3 = st.columns(3)
 method = c1.selectbox("Saliency method", METHODS)
 alpha = c2.slider("Overlay opacity", 0.0, 1.0, 0.45)
 colormap = c3.selectbox("Colour map", ["jet", "inferno", "viridis", "turbo", "magma"])
+calibrated = False
+if run.file("calibration.json").is_file():
+    calibrated = st.toggle(
+        "Calibrated probabilities",
+        True,
+        help="Temperature scaling fitted on the run's validation set; "
+        "it changes the probabilities, never the predicted class.",
+    )
 files = st.file_uploader("MRI slices", type=ACCEPTED_UPLOADS, accept_multiple_files=True)
 if not files:
     st.stop()
@@ -45,9 +53,10 @@ for upload in files:
     except ImageDecodeError as exc:
         st.error(f"**{upload.name}**: {exc}")
         continue
-    probs = dict(zip(model.classes, model.probabilities(image)[0].tolist()))
+    probs = dict(zip(model.classes, model.probabilities(image, calibrated=calibrated)[0].tolist()))
     label = max(probs, key=probs.get)
-    st.markdown(f"**{upload.name}** — prediction: **{label}** ({probs[label]:.1%})")
+    note = f" · calibrated, T = {model.temperature:.2f}" if calibrated else ""
+    st.markdown(f"**{upload.name}** — prediction: **{label}** ({probs[label]:.1%}{note})")
     left, middle, right = st.columns(3)
     left.image(image, caption="as the model sees it")
     with st.spinner(f"{method} ..."):

@@ -1,11 +1,13 @@
-"""Results page: test metrics, confusion matrix, training curves, and the mistakes."""
+"""Results page: test figures (official and clean), curves, calibration, the images the
+model gets wrong (by confusion cell and by loss), and exports."""
 
 import pandas as pd
 import streamlit as st
 
-from core.images import load_rgb
+from core.interpret import Interpretation, apply_temperature
 from pages import charts
-from pages.shared import active_run, dataset, explainer, model_stamp, registry, usable_runs
+from pages.report import report_html
+from pages.shared import active_run, image_grid, registry, usable_runs
 
 st.title("Results")
 runs = usable_runs()
@@ -59,68 +61,116 @@ if clean:
     )
 test_set = st.radio("Figures below for", list(sets), horizontal=True)
 shown = sets[test_set]
+interp = Interpretation.from_rows(run.predictions(), run.classes).subset(test_set == "clean test set")
 
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("Confusion matrix")
-    st.plotly_chart(charts.confusion(shown["confusion_matrix"], shown["classes"]), width="stretch")
-with right:
-    st.subheader("Per class")
-    table = pd.DataFrame(shown["per_class"]).T[["precision", "recall", "f1", "support"]]
-    st.dataframe(
-        table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}),
+overview, curves, calibration, images, export = st.tabs(
+    ["Confusion matrix", "Curves", "Calibration", "Images", "Export"]
+)
+
+with overview:
+    left, right = st.columns([3, 2])
+    with left:
+        event = st.plotly_chart(
+            charts.confusion(shown["confusion_matrix"], shown["classes"]),
+            width="stretch",
+            on_select="rerun",
+            selection_mode="points",
+            key="cm",
+        )
+        st.caption("Click a cell to open its images in the Images tab.")
+        points = (event or {}).get("selection", {}).get("points", []) if event else []
+        if points:
+            st.session_state["cell"] = (points[0]["y"], points[0]["x"])
+    with right:
+        table = pd.DataFrame(shown["per_class"]).T[["precision", "recall", "f1", "support"]]
+        st.dataframe(
+            table.style.format(
+                {"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}
+            ),
+            width="stretch",
+        )
+        if metrics.get("skipped"):
+            st.warning(f"{len(metrics['skipped'])} unreadable test file(s) left out.")
+
+with curves:
+    if run.history:
+        left, right = st.columns(2)
+        left.plotly_chart(charts.curves(run.history, "loss"), width="stretch")
+        right.plotly_chart(charts.curves(run.history, "accuracy"), width="stretch")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.class_curves(interp.roc(), "fpr", "tpr", "ROC, one vs rest"), width="stretch")
+    right.plotly_chart(
+        charts.class_curves(
+            interp.precision_recall(), "recall", "precision", "Precision-recall, one vs rest"
+        ),
         width="stretch",
     )
-    if metrics.get("skipped"):
-        st.warning(f"{len(metrics['skipped'])} unreadable test file(s) left out.")
 
-if run.history:
-    st.subheader("Training curves")
-    left, right = st.columns(2)
-    left.plotly_chart(charts.curves(run.history, "loss"), width="stretch")
-    right.plotly_chart(charts.curves(run.history, "accuracy"), width="stretch")
-
-st.subheader("Misclassified test images")
-rows = pd.DataFrame(run.predictions())
-if test_set == "clean test set" and "clean" in rows:
-    rows = rows[rows["clean"] == "1"]
-wrong = rows[rows["correct"] == "0"] if not rows.empty else rows
-if wrong.empty:
-    st.success("No misclassified test images.")
-    st.stop()
-classes = run.classes
-f1, f2, f3 = st.columns(3)
-true_pick = f1.selectbox("True class", ["any", *classes])
-pred_pick = f2.selectbox("Predicted class", ["any", *classes])
-show_cam = f3.toggle("Grad-CAM overlays", help="Computed on demand (about a second an image)")
-if true_pick != "any":
-    wrong = wrong[wrong["true"] == true_pick]
-if pred_pick != "any":
-    wrong = wrong[wrong["predicted"] == pred_pick]
-st.caption(f"{len(wrong)} image(s); showing up to 12.")
-try:
-    root = dataset(run.config["data_dir"]).root
-except Exception as exc:
-    st.error(f"The run's dataset is not available: {exc}")
-    st.stop()
-size = int(run.config["input_size"])
-cols = st.columns(4)
-for i, (_, row) in enumerate(wrong.head(12).iterrows()):
-    with cols[i % 4]:
-        probs = {c: float(row[f"p_{c}"]) for c in classes}
-        try:
-            image = load_rgb(root / row["file"], size)
-        except Exception as exc:
-            st.error(f"{row['file']}: {exc}")
-            continue
-        if show_cam:
-            from core.explain import overlay
-
-            cam = explainer(str(registry().root), run.id, model_stamp(run))
-            image = overlay(image, cam.heatmap(image, classes.index(row["predicted"])))
-        st.image(
-            image,
-            caption=f"{row['file'].split('/')[-1]}: true {row['true']}, "
-            f"predicted {row['predicted']} ({probs[row['predicted']]:.0%})",
+with calibration:
+    cal = run.read("calibration.json")
+    after = None
+    if cal and len(interp.y_true):
+        scaled = Interpretation(
+            interp.files, interp.y_true, apply_temperature(interp.probs, cal["temperature"]), interp.classes
         )
-        st.caption(" · ".join(f"{c} {p:.0%}" for c, p in probs.items()))
+        after = scaled.reliability()
+        st.markdown(
+            f"Temperature **T = {cal['temperature']:.3f}**, fitted on the "
+            f"{cal['validation']['n']} validation images; the Classify page shows calibrated "
+            "probabilities (the predicted class never changes)."
+        )
+        c1, c2 = st.columns(2)
+        c1.metric("ECE before", f"{interp.ece():.4f}")
+        c2.metric("ECE after temperature scaling", f"{scaled.ece():.4f}")
+    else:
+        st.metric("ECE", f"{interp.ece():.4f}" if len(interp.y_true) else "-")
+        st.caption("No temperature fitted for this run (re-evaluate it to fit one).")
+    st.plotly_chart(charts.reliability(interp.reliability(), after), width="stretch")
+
+with images:
+    classes = run.classes
+    true_default, pred_default = st.session_state.get("cell", ("any", "any"))
+    f1, f2, f3 = st.columns(3)
+    true_pick = f1.selectbox("True class", ["any", *classes], index=(["any", *classes]).index(true_default))
+    pred_pick = f2.selectbox(
+        "Predicted class", ["any", *classes], index=(["any", *classes]).index(pred_default)
+    )
+    show_cam = f3.toggle("Saliency overlays", help="Grad-CAM of the predicted class, about a second an image")
+    if true_pick != "any" and pred_pick != "any":
+        chosen = interp.cell(true_pick, pred_pick)
+        title = f"true {true_pick}, predicted {pred_pick}"
+    else:
+        chosen = [
+            i
+            for i in interp.top_losses(k=len(interp.files))
+            if true_pick in ("any", classes[interp.y_true[i]])
+            and pred_pick in ("any", classes[interp.y_pred[i]])
+        ]
+        title = "misclassified"
+    st.caption(f"{len(chosen)} image(s), {title}; showing up to 12.")
+    image_grid(run, interp, chosen[:12], show_cam, key="cell")
+    st.subheader("Top losses")
+    wrong_tab, unsure_tab = st.tabs(["Most confidently wrong", "Right but least sure"])
+    with wrong_tab:
+        image_grid(run, interp, interp.top_losses(8, wrong=True), show_cam, key="wrong")
+    with unsure_tab:
+        image_grid(run, interp, interp.top_losses(8, wrong=False), show_cam, key="unsure")
+
+with export:
+    per_class = pd.DataFrame(shown["per_class"]).T
+    st.download_button("Metrics (CSV)", per_class.to_csv().encode(), f"{run.id}-metrics.csv", "text/csv")
+    rows = pd.DataFrame(run.predictions())
+    wrong_rows = rows[rows["correct"] == "0"] if not rows.empty else rows
+    st.download_button(
+        "Misclassified images (CSV)",
+        wrong_rows.to_csv(index=False).encode(),
+        f"{run.id}-misclassified.csv",
+        "text/csv",
+    )
+    st.download_button(
+        "One-page report (HTML)", report_html(run, interp).encode(), f"{run.id}-report.html", "text/html"
+    )
+    st.caption(
+        "The report embeds its charts (plotly) and opens offline; use the browser's print "
+        "for PDF or the chart's camera icon for a PNG of the confusion matrix."
+    )

@@ -193,3 +193,42 @@ def require_dataset() -> DatasetIndex | None:
     except PipelineError as exc:
         st.warning(f"Pick a dataset folder in the sidebar. {exc}")
         return None
+
+
+def image_grid(run: Run, interp, indices: list[int], show_cam: bool, key: str, columns: int = 4) -> None:
+    """Test images of a run with their probabilities (and a saliency overlay on demand)."""
+    from core.images import load_rgb
+
+    if not indices:
+        st.caption("None.")
+        return
+    try:
+        root = dataset(run.config["data_dir"]).root
+    except PipelineError as exc:
+        st.error(f"The run's dataset is not available: {exc}")
+        return
+    size = int(run.config["input_size"])
+    cols = st.columns(columns)
+    for n, i in enumerate(indices):
+        with cols[n % columns]:
+            try:
+                image = load_rgb(root / interp.files[i], size)
+            except PipelineError as exc:
+                st.error(f"{interp.files[i]}: {exc}")
+                continue
+            predicted = int(interp.y_pred[i])
+            if show_cam:
+                from core.explain import overlay
+
+                cam = explainer(str(registry().root), run.id, model_stamp(run))
+                image = overlay(image, cam.heatmap(image, predicted))
+            true = interp.classes[interp.y_true[i]]
+            st.image(
+                image,
+                caption=f"{interp.files[i].split('/')[-1]}: true {true}, predicted "
+                f"{interp.classes[predicted]} ({interp.probs[i, predicted]:.0%})",
+            )
+            st.caption(
+                " · ".join(f"{c} {p:.0%}" for c, p in zip(interp.classes, interp.probs[i]))
+                + f" · loss {interp.losses[i]:.2f}"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -96,7 +97,8 @@ def test_dataset_page_figures(app_env):
 
 def test_results_page_shows_the_run_metrics(app_env):
     registry, run_id = app_env
-    metrics = registry.get(run_id).metrics
+    run = registry.get(run_id)
+    metrics = run.metrics
     at = start("pages/results.py")
     assert by_label(at.metric, "Test accuracy").value == f"{metrics['accuracy']:.2%}"
     assert by_label(at.metric, "Test images").value == str(metrics["n"])
@@ -108,13 +110,71 @@ def test_results_page_shows_the_run_metrics(app_env):
     assert table.loc["glioma", "support"] == metrics["per_class"]["glioma"]["support"]
     spec = at.get("plotly_chart")[0].proto.spec
     assert '"heatmap"' in spec and "% of true" in spec
-    wrong = sum(r["correct"] == "0" for r in registry.get(run_id).predictions())
-    if wrong:
-        assert any(f"{wrong} image(s)" in c.value for c in at.caption)
-        assert len(at.image) == min(12, wrong)
-        at.toggle[0].set_value(True).run()
-        assert not at.exception
-        assert len(at.image) == min(12, wrong)
+    labels = [t.label for t in at.tabs]
+    assert {
+        "Confusion matrix",
+        "Curves",
+        "Calibration",
+        "Images",
+        "Export",
+        "Most confidently wrong",
+        "Right but least sure",
+    } == set(labels)
+    specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
+    assert "ROC, one vs rest" in specs and "Precision-recall" in specs and "perfect" in specs
+    wrong = sum(r["correct"] == "0" for r in run.predictions())
+    assert any(f"{wrong} image(s), misclassified" in c.value for c in at.caption)
+    assert len(at.get("download_button")) == 3
+
+
+def test_results_cell_browser_calibration_and_clean_switch(app_env):
+    registry, run_id = app_env
+    run = registry.get(run_id)
+    matrix = run.metrics["confusion_matrix"]
+    classes = run.classes
+    t, p = max(((i, j) for i in range(4) for j in range(4)), key=lambda c: matrix[c[0]][c[1]])
+    at = start("pages/results.py")
+    assert run.file("calibration.json").is_file()
+    assert by_label(at.metric, "ECE after temperature scaling").value
+    by_label(at.selectbox, "True class").set_value(classes[t])
+    by_label(at.selectbox, "Predicted class").set_value(classes[p]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    count = matrix[t][p]
+    assert any(f"{count} image(s), true {classes[t]}, predicted {classes[p]}" in c.value for c in at.caption)
+    by_label(at.toggle, "Saliency overlays").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    by_label(at.radio, "Figures below for").set_value("clean test set").run()
+    assert not at.exception
+    clean_n = run.metrics["clean"]["n"]
+    assert at.dataframe[1].value["support"].sum() == clean_n
+
+
+def test_compare_page_shows_differences(app_env):
+    registry, run_id = app_env
+    twin = registry.root / "tiny-twin"
+    shutil.copytree(registry.root / run_id, twin)
+    config = json.loads((twin / "config.json").read_text())
+    config["finetune_lr"] = 0.5
+    (twin / "config.json").write_text(json.dumps(config))
+    rows = (twin / "predictions.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = rows[1].split(",")  # make the twin right (or wrong) where the original is not
+    first[header.index("correct")] = "1" if first[header.index("correct")] == "0" else "0"
+    probs = [i for i, h in enumerate(header) if h.startswith("p_")]
+    true = header.index("p_" + first[header.index("true")])
+    for i in probs:
+        first[i] = "0.970000" if (i == true) == (first[header.index("correct")] == "1") else "0.010000"
+    rows[1] = ",".join(first)
+    (twin / "predictions.csv").write_text("\n".join(rows) + "\n")
+    at = start("pages/compare.py")
+    assert at.title[0].value == "Compare runs"
+    by_label(at.multiselect, "Runs").set_value([run_id, "tiny-twin"]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    diff = at.dataframe[0].value
+    assert "finetune_lr" in diff.index
+    assert len(at.get("plotly_chart")) == 2
+    counts = [m.value for m in at.markdown if "right only in" in m.value]
+    assert sorted(c.split("**")[1] for c in counts) == ["0", "1"]
 
 
 def test_classify_upload_gives_prediction_overlay_and_errors(app_env):

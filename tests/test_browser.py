@@ -48,6 +48,7 @@ def server(tmp_path, dataset, trained):
     models, _ = trained
     registry_root = tmp_path / "models"
     shutil.copytree(models, registry_root)
+    shutil.copytree(registry_root / "tiny", registry_root / "tiny-copy")  # for the Compare page
     port = free_port()
     env = {**os.environ, "BTMRI_DATA": str(dataset), "BTMRI_MODELS": str(registry_root)}
     log = (tmp_path / "server.log").open("w")
@@ -111,6 +112,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
         for path, heading, marker in [
             ("train", "Train", "New run"),
             ("results", "Results", "Confusion matrix"),
+            ("compare", "Compare runs", "Right in one, wrong in the other"),
         ]:
             page.goto(f"{server}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible()

@@ -1,0 +1,192 @@
+"""Error analysis of a run's predictions, in the spirit of fastai's
+ClassificationInterpretation: which images fall in a confusion cell, the top losses,
+calibration (reliability, ECE, temperature scaling), ROC and precision-recall curves,
+and how two runs differ. Pure numpy/scikit-learn over the saved prediction tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+EPS = 1e-12
+
+
+@dataclass
+class Interpretation:
+    files: list[str]
+    y_true: np.ndarray  # class indices
+    probs: np.ndarray  # (n, classes)
+    classes: list[str]
+    clean: np.ndarray | None = None  # bool mask of the clean test set, if known
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, str]], classes: list[str]) -> Interpretation:
+        """From predictions.csv rows (Run.predictions())."""
+        index = {c: i for i, c in enumerate(classes)}
+        probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows], dtype=float)
+        clean = np.array([r["clean"] == "1" for r in rows]) if rows and "clean" in rows[0] else None
+        return cls(
+            [r["file"] for r in rows],
+            np.array([index[r["true"]] for r in rows], dtype=int),
+            probs.reshape(len(rows), len(classes)),
+            list(classes),
+            clean,
+        )
+
+    def subset(self, clean_only: bool) -> Interpretation:
+        if not clean_only or self.clean is None:
+            return self
+        m = self.clean
+        return Interpretation(
+            [f for f, k in zip(self.files, m) if k],
+            self.y_true[m],
+            self.probs[m],
+            self.classes,
+            self.clean[m],
+        )
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Cross-entropy of each image: -log p(true class)."""
+        return -np.log(np.clip(self.probs[np.arange(len(self.y_true)), self.y_true], EPS, 1.0))
+
+    def cell(self, true: str, predicted: str) -> list[int]:
+        """Indices of the images in one confusion-matrix cell, most confident first."""
+        t, p = self.classes.index(true), self.classes.index(predicted)
+        idx = np.nonzero((self.y_true == t) & (self.y_pred == p))[0]
+        return sorted(idx.tolist(), key=lambda i: -self.probs[i, p])
+
+    def top_losses(self, k: int = 12, wrong: bool = True) -> list[int]:
+        """Most confidently wrong images (wrong=True), or the correct ones the model was
+        least sure of (wrong=False), highest loss first."""
+        correct = self.y_pred == self.y_true
+        idx = np.nonzero(~correct if wrong else correct)[0]
+        return sorted(idx.tolist(), key=lambda i: -self.losses[i])[:k]
+
+    # -- calibration -----------------------------------------------------------------------
+    def reliability(self, bins: int = 10) -> list[dict]:
+        """Per confidence bin: count, mean confidence, accuracy."""
+        return reliability(self.probs, self.y_true, bins)
+
+    def ece(self, bins: int = 10) -> float:
+        return expected_calibration_error(self.probs, self.y_true, bins)
+
+    # -- curves ----------------------------------------------------------------------------
+    def roc(self) -> dict[str, dict]:
+        """One-vs-rest ROC curve and AUC per class (classes absent from y_true skipped)."""
+        return self._curves(roc_curve, lambda a, b: auc(a, b), ("fpr", "tpr"))
+
+    def precision_recall(self) -> dict[str, dict]:
+        out = {}
+        for i, name in enumerate(self.classes):
+            positives = self.y_true == i
+            if positives.all() or not positives.any():
+                continue
+            precision, recall, _ = precision_recall_curve(positives, self.probs[:, i])
+            out[name] = {
+                "recall": recall.tolist(),
+                "precision": precision.tolist(),
+                "auc": float(auc(recall, precision)),
+            }
+        return out
+
+    def _curves(self, fn, area, names) -> dict[str, dict]:
+        out = {}
+        for i, name in enumerate(self.classes):
+            positives = self.y_true == i
+            if positives.all() or not positives.any():
+                continue
+            x, y, _ = fn(positives, self.probs[:, i])
+            out[name] = {names[0]: x.tolist(), names[1]: y.tolist(), "auc": float(area(x, y))}
+        return out
+
+
+def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> list[dict]:
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        m = which == b
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(m.sum()),
+                "confidence": float(confidence[m].mean()) if m.any() else None,
+                "accuracy": float(correct[m].mean()) if m.any() else None,
+            }
+        )
+    return rows
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> float:
+    """Sum over confidence bins of |accuracy - confidence| weighted by the bin's share."""
+    n = len(y_true)
+    return float(
+        sum(
+            r["count"] / n * abs(r["accuracy"] - r["confidence"])
+            for r in reliability(probs, y_true, bins)
+            if r["count"]
+        )
+    )
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of log-probabilities divided by T (log p equals the logits up to a constant)."""
+    logits = np.log(np.clip(probs, EPS, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """The T > 0 that minimises the negative log-likelihood (fit on validation data)."""
+
+    def nll(log_t: float) -> float:
+        p = apply_temperature(probs, float(np.exp(log_t)))
+        return float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], EPS, 1.0)).mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def compare(a: Interpretation, b: Interpretation) -> dict[str, list[str]]:
+    """Files that one run gets right and the other wrong (on the files both predicted)."""
+    right_a = {f for f, t, p in zip(a.files, a.y_true, a.y_pred) if t == p}
+    right_b = {f for f, t, p in zip(b.files, b.y_true, b.y_pred) if t == p}
+    common = set(a.files) & set(b.files)
+    return {
+        "only_first_right": sorted((right_a - right_b) & common),
+        "only_second_right": sorted((right_b - right_a) & common),
+    }
+
+
+def config_diff(configs: dict[str, dict]) -> dict[str, dict[str, object]]:
+    """Keys whose values differ between runs: {key: {run_id: value}} (nested keys dotted)."""
+    flat = {run: _flatten(cfg) for run, cfg in configs.items()}
+    keys = sorted(set().union(*flat.values())) if flat else []
+    return {
+        k: {run: f.get(k) for run, f in flat.items()}
+        for k in keys
+        if len({repr(f.get(k)) for f in flat.values()}) > 1
+    }
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

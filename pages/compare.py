@@ -1,0 +1,71 @@
+"""Compare page: two or more runs side by side: configuration, figures, confusion
+matrices, and the test images one run gets right and the other wrong."""
+
+import pandas as pd
+import streamlit as st
+
+from core.interpret import Interpretation, compare, config_diff
+from pages import charts
+from pages.shared import image_grid, usable_runs
+
+st.title("Compare runs")
+runs = [r for r in usable_runs() if r.metrics]
+if len(runs) < 2:
+    st.info("Comparing needs at least two evaluated runs.")
+    st.stop()
+by_id = {r.id: r for r in runs}
+picked = st.multiselect("Runs", list(by_id), default=list(by_id)[:2])
+if len(picked) < 2:
+    st.caption("Pick two or more runs.")
+    st.stop()
+chosen = [by_id[i] for i in picked]
+
+st.subheader("Configuration differences")
+diff = config_diff({r.id: r.config for r in chosen})
+if diff:
+    st.dataframe(pd.DataFrame(diff).T.astype(str), width="stretch")
+else:
+    st.caption("Same configuration.")
+
+st.subheader("Figures")
+rows = {}
+for r in chosen:
+    m, clean = r.metrics, r.metrics.get("clean") or {}
+    rows[r.id] = {
+        "accuracy": m["accuracy"],
+        "macro F1": m["macro_f1"],
+        "clean accuracy": clean.get("accuracy"),
+        "clean macro F1": clean.get("macro_f1"),
+        "test images": m["n"],
+        "clean images": clean.get("n"),
+    }
+st.dataframe(pd.DataFrame(rows).T, width="stretch")
+
+st.subheader("Confusion matrices (official Testing)")
+for col, r in zip(st.columns(len(chosen)), chosen):
+    col.caption(r.id)
+    col.plotly_chart(
+        charts.confusion(r.metrics["confusion_matrix"], r.metrics["classes"]),
+        width="stretch",
+        key=f"cm-{r.id}",
+    )
+
+first, second = chosen[:2]
+if first.classes != second.classes:
+    st.warning("These runs have different classes; their images cannot be compared.")
+    st.stop()
+a = Interpretation.from_rows(first.predictions(), first.classes)
+b = Interpretation.from_rows(second.predictions(), second.classes)
+split = compare(a, b)
+st.subheader(f"Right in one, wrong in the other ({first.id} vs {second.id})")
+show_cam = st.toggle("Saliency overlays")
+left, right = st.columns(2)
+for col, key, winner, loser, interp in (
+    (left, "only_first_right", first, second, b),
+    (right, "only_second_right", second, first, a),
+):
+    with col:
+        files = split[key]
+        st.markdown(f"**{len(files)}** right only in `{winner.id}` (shown with `{loser.id}`'s prediction)")
+        position = {f: i for i, f in enumerate(interp.files)}
+        image_grid(loser, interp, [position[f] for f in files[:8]], show_cam, key=f"cmp-{key}", columns=2)
