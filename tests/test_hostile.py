@@ -1,0 +1,129 @@
+"""Hostile files, a tampered model, and kills at awkward moments."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+from corpus import corpus
+from streamlit.testing.v1 import AppTest
+
+from core.config import TrainConfig
+from core.errors import ImageDecodeError, PipelineError
+from core.images import load_rgb
+from core.inference import Classifier
+from core.launcher import launch
+from core.registry import Registry, wait_for
+from pages.shared import ACCEPTED_UPLOADS
+
+
+@pytest.mark.parametrize("name", list(corpus()))
+def test_decoder_on_the_corpus(name):
+    data, reason = corpus()[name]
+    if reason is None:
+        assert load_rgb(data, 75).shape == (75, 75, 3)
+    else:
+        with pytest.raises(ImageDecodeError, match=reason):
+            load_rgb(data, 75)
+
+
+def test_classify_page_answers_every_file_of_the_corpus(tmp_path, monkeypatch, dataset, trained):
+    models, run_id = trained
+    monkeypatch.setenv("BTMRI_DATA", str(dataset))
+    monkeypatch.setenv("BTMRI_MODELS", str(models))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("pages/classify.py").run()
+    # The uploader itself refuses other extensions (.gif) before the app sees them.
+    accepted = {n: v for n, v in corpus().items() if n.rsplit(".", 1)[-1] in ACCEPTED_UPLOADS}
+    assert set(at.get("file_uploader")[0].allowed_type) == {f".{t}" for t in ACCEPTED_UPLOADS}
+    files = [(name, data, "image/png") for name, (data, _) in accepted.items()]
+    at.get("file_uploader")[0].set_value(files).run()
+    assert not at.exception, [e.message for e in at.exception]
+    errors = {e.value.split("**")[1]: e.value for e in at.error}
+    predictions = [m.value for m in at.markdown if "prediction:" in m.value]
+    for name, (_, reason) in accepted.items():
+        if reason:
+            assert reason in errors[name], name
+        else:
+            assert any(name in p for p in predictions), name
+    assert len(predictions) == sum(r is None for _, r in accepted.values())
+
+
+def test_command_line_answers_every_file_of_the_corpus(tmp_path, trained):
+    models, run_id = trained
+    paths = []
+    for name, (data, _) in corpus().items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(str(path))
+    result = run_cli("predict", run_id, *paths, "--json", models=models)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    answers = {os.path.basename(a["file"]): a for a in json.loads(result.stdout)}
+    for name, (_, reason) in corpus().items():
+        if reason:
+            assert reason in answers[name]["error"]
+        else:
+            assert answers[name]["label"] is not None
+
+
+def test_tampered_or_foreign_model_files_are_reported_not_run(tmp_path, trained):
+    models, run_id = trained
+    registry_root = tmp_path / "models"
+    shutil.copytree(models, registry_root)
+    run = Registry(registry_root).get(run_id)
+    run.model_path.write_bytes(b"not a keras archive")
+    with pytest.raises(PipelineError, match="cannot be loaded safely"):
+        Classifier(run)
+    # A .keras archive whose config asks for a Lambda layer: safe mode refuses to build it.
+    import keras
+
+    inputs = keras.Input((4,))
+    lam = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    lam.save(tmp_path / "lambda.keras")
+    shutil.copy(tmp_path / "lambda.keras", run.model_path)
+    with pytest.raises(PipelineError, match="cannot be loaded safely"):
+        Classifier(run)
+    with zipfile.ZipFile(run.model_path) as archive:
+        assert "config.json" in archive.namelist()  # it was a real archive, refused on content
+
+
+def test_sigkill_during_the_cache_build(dataset, tmp_path):
+    registry = Registry(tmp_path / "models")
+    config = TrainConfig(
+        data_dir=str(dataset),
+        weights="none",
+        input_size=75,
+        batch_size=4,
+        cache_views=6,
+        head_epochs=1,
+        finetune_epochs=1,
+        unfreeze_from="mixed9",
+    )
+    run = launch(registry, config)
+    pid = run.status["pid"]
+    try:
+        assert wait_for(
+            lambda: (
+                (run.progress or {}).get("stage") == "caching" and (run.progress or {}).get("batch", 0) > 0
+            ),
+            timeout=300,
+        ), run.log_tail()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: run.state == "failed", timeout=30)
+    assert registry.lock_holder() is None
+    cache_files = list((registry.root / ".cache").rglob("*.npy"))
+    assert cache_files and not list((registry.root / ".cache").rglob("*.tmp"))
+    for path in cache_files:  # every file left behind is whole
+        assert np.load(path).size > 0
+    # A new run starts, reuses the whole files and completes.
+    again = launch(registry, config)
+    assert wait_for(lambda: again.state != "running", timeout=600), again.log_tail()
+    assert again.state == "completed", again.status
