@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("export", help="export a run as a TensorFlow SavedModel (TF Serving)")
+    p.add_argument("run")
+    p.add_argument("--out", type=Path, help="target folder (default: models/<run>/saved_model/1)")
     p = sub.add_parser("runs", help="list the runs in the registry")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("stop", help="stop a running training (keeps its best checkpoint)")
@@ -231,6 +234,22 @@ def cmd_audit(args, registry: Registry) -> int:
     return 0
 
 
+def cmd_export(args, registry: Registry) -> int:
+    run = _run_with_model(registry, args.run)
+    target = args.out or run.file("saved_model") / "1"  # TF Serving wants a version folder
+    if target.exists():
+        raise PipelineError(f"{target} already exists; remove it or pass --out")
+    from core.model import load_model
+
+    load_model(run.model_path).export(str(target), format="tf_saved_model", verbose=False)
+    print(
+        f"SavedModel written to {target} (input: float32 RGB in [0, 255], "
+        f"shape (batch, {run.config['input_size']}, {run.config['input_size']}, 3); "
+        f"output: probabilities of {', '.join(run.classes)})"
+    )
+    return 0
+
+
 def cmd_runs(args, registry: Registry) -> int:
     rows = []
     for run in registry.list():
@@ -276,6 +295,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "export": cmd_export,
     "runs": cmd_runs,
     "stop": cmd_stop,
     "delete": cmd_delete,

@@ -176,3 +176,21 @@ def test_dataset_used_by_run_matches_scan(trained, dataset):
     data = Registry(models).get(run_id).read("data.json")
     index = scan_dataset(dataset)
     assert data["counts"]["test"] == index.counts(index.testing)
+
+
+def test_export_savedmodel_serves_the_same_probabilities(trained, tmp_path):
+    import tensorflow as tf
+
+    models, run_id = trained
+    target = tmp_path / "serving" / "1"
+    result = run_cli("export", run_id, "--out", str(target), models=models)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (target / "saved_model.pb").is_file()
+    served = tf.saved_model.load(str(target))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 75, 75, 3)).astype(np.float32)
+    classifier = Classifier(Registry(models).get(run_id))
+    np.testing.assert_allclose(
+        served.serve(tf.constant(images)).numpy(), classifier.probabilities(images), atol=1e-5
+    )
+    again = run_cli("export", run_id, "--out", str(target), models=models)
+    assert again.returncode == 2 and "already exists" in again.stderr
