@@ -43,9 +43,8 @@ def main() -> None:
             f"  {name:12s} Testing {row['testing']:4d}  with a copy in Training {row['leaked']:4d} "
             f"(PROVENANCE.md: {PROVENANCE['leaked_per_class'][name]})  clean {row['clean']:4d}"
         )
-    print(
-        f"PROVENANCE.md for comparison: {json.dumps({k: v for k, v in PROVENANCE.items() if k != 'leaked_per_class'})}"
-    )
+    totals = {k: v for k, v in PROVENANCE.items() if k != "leaked_per_class"}
+    print(f"PROVENANCE.md for comparison: {json.dumps(totals)}")
 
 
 if __name__ == "__main__":
