@@ -136,3 +136,43 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
         expect(page.locator("[data-testid='stSidebar']").get_by_text("Active run")).to_be_visible()
         page.screenshot(path=str(shots / "classify.png"), full_page=True)
         browser.close()
+
+
+def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
+    """A bounded load: several browser sessions upload at once to the same server."""
+    import psutil
+    from playwright.sync_api import expect, sync_playwright
+
+    sessions = 4
+    scans = []
+    for i in range(sessions):
+        scans.append(tmp_path / f"scan{i}.png")
+        slice_image(i % 4, np.random.default_rng(100 + i), size=96).save(scans[-1])
+    port = int(server.rsplit(":", 1)[1])
+    (process,) = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"]
+    server_process = psutil.Process(process.pid)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        expect.set_options(timeout=240_000)
+        pages = []
+        for _ in range(sessions):
+            page = browser.new_context().new_page()
+            page.goto(f"{server}/classify")
+            expect(page.get_by_text("MRI slices")).to_be_visible()
+            pages.append(page)
+        rss_before = server_process.memory_info().rss
+        for page, scan in zip(pages, scans):  # all uploads go out before any answer is awaited
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+        for page, scan in zip(pages, scans):
+            expect(page.get_by_text(f"{scan.name} — prediction:")).to_be_visible()
+        rss_after = server_process.memory_info().rss
+        # A second round must not grow memory much: models and visualisers are shared.
+        for page, scan in zip(pages, scans):
+            page.reload()
+            expect(page.get_by_text("MRI slices")).to_be_visible()
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+        for page, scan in zip(pages, scans):
+            expect(page.get_by_text(f"{scan.name} — prediction:")).to_be_visible()
+        rss_again = server_process.memory_info().rss
+        browser.close()
+    assert rss_again - rss_after < 300 * 2**20, (rss_before, rss_after, rss_again)

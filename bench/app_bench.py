@@ -1,0 +1,102 @@
+"""Benchmark: how responsive the app is on the full shared dataset.
+
+    .venv/bin/python bench/app_bench.py
+
+Starts the real server (models/ as registry), measures the time until its health check
+answers, then in headless chromium (Debian's) the time until the Dataset page has
+rendered: the first time (scan, headers and audit computed or read from disk) and again
+after a reload (served from Streamlit's caches). Then opens Classify, Results and
+Dataset again and reports each page's render time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import DATASET, machine  # noqa: E402
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def main() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "BTMRI_DATA": str(DATASET)}
+    start = time.monotonic()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.05)
+    health = time.monotonic() - start
+    timings = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            expect.set_options(timeout=600_000)
+
+            def render(path: str, marker: str) -> float:
+                t = time.monotonic()
+                page.goto(f"{url}/{path}")
+                expect(page.get_by_text(marker).first).to_be_visible()
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                return time.monotonic() - t
+
+            timings["dataset, first visit"] = render("dataset", "Image properties by class")
+            timings["dataset, reload (cached)"] = render("dataset", "Image properties by class")
+            timings["classify"] = render("classify", "MRI slices")
+            timings["results"] = render("results", "Figures below for")
+            timings["dataset, after other pages"] = render("dataset", "Image properties by class")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print("=== bench/app_bench.py ===")
+    print(f"machine: {machine()}")
+    print(f"server health check answered {health:.2f} s after start")
+    for name, seconds in timings.items():
+        print(f"  {name:28s} {seconds:6.2f} s until rendered")
+
+
+if __name__ == "__main__":
+    main()
