@@ -82,6 +82,33 @@ class Interpretation:
     # -- curves ----------------------------------------------------------------------------
     def roc(self) -> dict[str, dict]:
         """One-vs-rest ROC curve and AUC per class (classes absent from y_true skipped)."""
+        return self._curves(lambda y, score: roc_curve(y, score)[:2], ("fpr", "tpr"))
+
+    def precision_recall(self) -> dict[str, dict]:
+        """One-vs-rest precision-recall curve and its area per class."""
+        return self._curves(lambda y, score: precision_recall_curve(y, score)[1::-1], ("recall", "precision"))
+
+    def _curves(self, curve, names: tuple[str, str]) -> dict[str, dict]:
+        out = {}
+        for i, name in enumerate(self.classes):
+            positives = self.y_true == i
+            if positives.all() or not positives.any():
+                continue
+            x, y = curve(positives, self.probs[:, i])
+            out[name] = {names[0]: x.tolist(), names[1]: y.tolist(), "auc": float(auc(x, y))}
+        return out
+
+
+def reliability(self, bins: int = 10) -> list[dict]:
+        """Per confidence bin: count, mean confidence, accuracy."""
+        return reliability(self.probs, self.y_true, bins)
+
+    def ece(self, bins: int = 10) -> float:
+        return expected_calibration_error(self.probs, self.y_true, bins)
+
+    # -- curves ----------------------------------------------------------------------------
+    def roc(self) -> dict[str, dict]:
+        """One-vs-rest ROC curve and AUC per class (classes absent from y_true skipped)."""
         return self._curves(roc_curve, lambda a, b: auc(a, b), ("fpr", "tpr"))
 
     def precision_recall(self) -> dict[str, dict]:
