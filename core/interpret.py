@@ -99,43 +99,6 @@ class Interpretation:
         return out
 
 
-def reliability(self, bins: int = 10) -> list[dict]:
-        """Per confidence bin: count, mean confidence, accuracy."""
-        return reliability(self.probs, self.y_true, bins)
-
-    def ece(self, bins: int = 10) -> float:
-        return expected_calibration_error(self.probs, self.y_true, bins)
-
-    # -- curves ----------------------------------------------------------------------------
-    def roc(self) -> dict[str, dict]:
-        """One-vs-rest ROC curve and AUC per class (classes absent from y_true skipped)."""
-        return self._curves(roc_curve, lambda a, b: auc(a, b), ("fpr", "tpr"))
-
-    def precision_recall(self) -> dict[str, dict]:
-        out = {}
-        for i, name in enumerate(self.classes):
-            positives = self.y_true == i
-            if positives.all() or not positives.any():
-                continue
-            precision, recall, _ = precision_recall_curve(positives, self.probs[:, i])
-            out[name] = {
-                "recall": recall.tolist(),
-                "precision": precision.tolist(),
-                "auc": float(auc(recall, precision)),
-            }
-        return out
-
-    def _curves(self, fn, area, names) -> dict[str, dict]:
-        out = {}
-        for i, name in enumerate(self.classes):
-            positives = self.y_true == i
-            if positives.all() or not positives.any():
-                continue
-            x, y, _ = fn(positives, self.probs[:, i])
-            out[name] = {names[0]: x.tolist(), names[1]: y.tolist(), "auc": float(area(x, y))}
-        return out
-
-
 def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> list[dict]:
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
