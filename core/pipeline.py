@@ -8,6 +8,7 @@ SkippedFiles log with its reason and dropped from the stream; it never ends a ru
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import keras
@@ -18,6 +19,10 @@ from core.config import AugmentConfig
 from core.dataset import Sample
 from core.errors import ImageDecodeError
 from core.images import load_rgb
+
+# Our datasets filter out unreadable files, so Keras cannot know their length in
+# advance and warns at the end of every pass; that is expected here.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
 class SkippedFiles:

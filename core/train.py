@@ -53,9 +53,6 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
     return phases
 
 
-# Our datasets filter out unreadable files, so Keras cannot know their length in
-# advance and warns at every epoch end; that is expected here.
-warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
