@@ -43,3 +43,19 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}"
+
+
+def print_metrics(metrics: dict) -> None:
+    """Official and clean test figures and the confusion matrix of a run's metrics.json."""
+    print(
+        f"Testing accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
+        f"weighted F1 {metrics['weighted_f1']:.4f}, n={metrics['n']}"
+    )
+    if clean := metrics.get("clean"):
+        print(
+            f"clean test set accuracy {clean['accuracy']:.4f}, macro F1 {clean['macro_f1']:.4f}, "
+            f"n={clean['n']} ({clean['excluded']} copies of Training images left out)"
+        )
+    print("confusion matrix (rows true, columns predicted):", metrics["classes"])
+    for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
+        print(f"  {name:12s} {row}")

@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
+from bench.common import DATASET, OUT, machine, print_metrics, standin_weights  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.train import prepare_run, train_run  # noqa: E402
@@ -44,17 +44,7 @@ def report(label: str, run, wall: float) -> None:
     print(f"wall {wall:.0f} s ({wall / 60:.1f} min); phases {json.dumps(meta['timings'])}")
     print(f"feed {json.dumps(meta['feed'])}")
     if metrics:
-        print(
-            f"Testing accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
-            f"n={metrics['n']}"
-        )
-        if clean := metrics.get("clean"):
-            print(
-                f"clean test set accuracy {clean['accuracy']:.4f}  macro F1 {clean['macro_f1']:.4f}  "
-                f"n={clean['n']} ({clean['excluded']} copies of Training images left out)"
-            )
-        for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
-            print(f"  {name:12s} {row}")
+        print_metrics(metrics)
 
 
 def time_to_accuracy(run) -> None:

@@ -18,7 +18,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-from bench.common import DATASET, machine, standin_weights  # noqa: E402
+from bench.common import DATASET, machine, print_metrics, standin_weights  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.train import prepare_run, train_run  # noqa: E402
@@ -67,18 +67,7 @@ def main() -> None:
             f"val_acc {record.get('val_accuracy', float('nan')):.4f}"
         )
     print(f"training images/s (last epoch of each phase): {json.dumps(meta['train_images_per_s'])}")
-    print(
-        f"Testing accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
-        f"weighted F1 {metrics['weighted_f1']:.4f}, n={metrics['n']}"
-    )
-    if clean := metrics.get("clean"):
-        print(
-            f"clean test set accuracy {clean['accuracy']:.4f}, macro F1 {clean['macro_f1']:.4f}, "
-            f"n={clean['n']} ({clean['excluded']} copies of Training images left out)"
-        )
-    print("confusion matrix (rows true, columns predicted):", metrics["classes"])
-    for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
-        print(f"  {name:12s} {row}")
+    print_metrics(metrics)
 
 
 if __name__ == "__main__":
