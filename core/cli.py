@@ -205,7 +205,7 @@ def cmd_audit(args, registry: Registry) -> int:
     def progress(done: int, total: int) -> None:
         print(f"\rreading images {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
-    audit = cached_audit(index, registry.root / ".cache", progress)
+    audit = cached_audit(index, registry.cache_dir, progress)
     if args.json:
         print(json.dumps({"summary": audit.summary(), **audit.to_json()}))
         return 0

@@ -114,7 +114,7 @@ def evaluate_run(
     model = model or load_model(run.model_path)
     size = int(run.config["input_size"])
     predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
-    audit = audit or cached_audit(index, run.path.parent / ".cache")
+    audit = audit or cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
     metrics["split"] = "Testing"

@@ -31,6 +31,7 @@ from core.errors import RunNotFoundError, TrainingBusyError
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 STATES = ("running", "completed", "failed", "stopped")
 LOCK_NAME = ".training.lock"
+CACHE_NAME = ".cache"  # activation caches and dataset audits, shared by a registry's runs
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -149,6 +150,11 @@ class Run:
         return self.read("progress.json")
 
     @property
+    def cache_dir(self) -> Path:
+        """The cache folder of the registry this run belongs to."""
+        return self.path.parent / CACHE_NAME
+
+    @property
     def model_path(self) -> Path:
         return self.path / "model.keras"
 
@@ -221,6 +227,10 @@ class Registry:
         shutil.rmtree(run.path)
 
     # --- one training at a time on this machine -------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / CACHE_NAME
+
     @property
     def lock_path(self) -> Path:
         return self.root / LOCK_NAME

@@ -289,7 +289,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     index = scan_dataset(config.data_dir)
-    cache_root = cache_root or run.path.parent / ".cache"
+    cache_root = cache_root or run.cache_dir
     pool, dropped = index.training, []
     if config.drop_duplicates:
         recorder_stage(run, "auditing")
@@ -310,7 +310,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     start = time.monotonic()
     if config.mode == "cached":
         feed: Feed = CachedFeed(
-            cache_root or run.path.parent / ".cache",
+            cache_root,
             config,
             model,
             train_samples,
@@ -437,8 +437,9 @@ class CachedFeed(Feed):
         if phase.unfreeze_from == "none":
             head_input = keras.Input((model.get_layer("avg_pool").output.shape[-1],))
             x = head_input
-            for name in ("head_dropout", "predictions"):
-                if name in [layer.name for layer in model.layers]:
+            names = {layer.name for layer in model.layers}
+            for name in ("head_dropout", "predictions"):  # no dropout layer when dropout is 0
+                if name in names:
                     x = model.get_layer(name)(x)
             head = keras.Model(head_input, x)
             x_train, y_train = self.cache.pooled(self.train, self.digests, self.config.cache_views)

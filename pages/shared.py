@@ -95,7 +95,7 @@ def dataset_audit(index: DatasetIndex):
     """The duplicate/leakage audit, with a progress bar the first time it is computed."""
     from core.audit import audit_file, cached_audit
 
-    cache_root = registry().root / ".cache"
+    cache_root = registry().cache_dir
     if not audit_file(index, cache_root).is_file():
         bar = st.progress(0.0, text="Auditing the dataset for duplicates (once per dataset) ...")
         cached_audit(
