@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.config import BLOCKS, MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import BLOCKS, FLAG_BELOW, MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.dataset import scan_dataset
 from core.errors import PipelineError
 from core.registry import DEFAULT_MODELS_DIR, Registry
@@ -85,10 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run on its dataset's Testing split")
     p.add_argument("run")
     p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
-    p = sub.add_parser("predict", help="classify image files with a run")
+    p = sub.add_parser("predict", help="classify image or DICOM files, folders and zips with a run")
     p.add_argument("run")
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="+", type=Path, help="files, folders (recursive) or .zip archives")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--csv", type=Path, help="write the table (one row per slice) to this CSV file")
+    p.add_argument(
+        "--flag-below",
+        type=float,
+        default=FLAG_BELOW,
+        help=f"flag predictions whose top probability is below this (default {FLAG_BELOW})",
+    )
+    p.add_argument("--calibrated", action="store_true", help="temperature-scaled probabilities")
     p = sub.add_parser("export", help="export a run as a TensorFlow SavedModel (TF Serving)")
     p.add_argument("run")
     p.add_argument("--out", type=Path, help="target folder (default: models/<run>/saved_model/1)")
@@ -180,21 +188,54 @@ def cmd_evaluate(args, registry: Registry) -> int:
     return 0
 
 
+def _predict_sources(paths: list[Path]):
+    from core import batch
+
+    sources = []
+    for path in paths:
+        if path.is_dir():
+            sources += [(str(path / name), file) for name, file in batch.folder_sources(path)]
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            sources += [(f"{path}:{name}", data) for name, data in batch.zip_sources(path.read_bytes())]
+        else:
+            sources.append((str(path), path))  # a missing file gets its own error row
+    return sources
+
+
 def cmd_predict(args, registry: Registry) -> int:
     run = _run_with_model(registry, args.run)
+    sources = _predict_sources(args.images)
+    from core import batch
     from core.inference import Classifier
 
-    results = Classifier(run).predict([(str(p), p) for p in args.images])
+    classifier = Classifier(run)
+
+    def progress(done: int, total: int) -> None:
+        if total > 1 and sys.stderr.isatty():
+            print(f"\rclassifying {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    results = batch.classify(classifier, sources, calibrated=args.calibrated, progress=progress)
+    rows = batch.table(results, classifier.classes, args.flag_below)
+    if args.csv:
+        _write_text(args.csv, batch.to_csv(rows))
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        for r in results:
+        for r, row in zip(results, rows):
             if r.error:
                 print(f"{r.name}: error: {r.error}")
             else:
                 probs = "  ".join(f"{c} {p:.3f}" for c, p in r.probabilities.items())
-                print(f"{r.name}: {r.label} ({r.confidence:.1%})  [{probs}]")
+                flag = "  FLAGGED: low confidence" if row["flagged"] else ""
+                print(f"{r.name}: {r.label} ({r.confidence:.1%})  [{probs}]{flag}")
     return 1 if all(r.error for r in results) else 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise PipelineError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_audit(args, registry: Registry) -> int:

@@ -14,6 +14,9 @@ BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
 MODES = ("cached", "end_to_end")
 
+# Predictions whose top probability is below this are flagged for a human look.
+FLAG_BELOW = 0.6
+
 
 @dataclass
 class AugmentConfig:

@@ -51,6 +51,18 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def resolve_inside(path: str | Path, roots: list[Path]) -> Path:
+    """`path` resolved (links and `..` followed); raises DatasetError unless it lies in
+    one of `roots`. The app checks typed folders with it, so a visitor cannot make the
+    server read elsewhere."""
+    resolved = Path(path).expanduser().resolve()
+    allowed = [Path(r).expanduser().resolve() for r in roots]
+    if not any(resolved.is_relative_to(r) for r in allowed):
+        where = ", ".join(str(r) for r in allowed)
+        raise DatasetError(f"{path} is outside the data area ({where}); set BTMRI_DATA_ROOTS to widen it")
+    return resolved
+
+
 def scan_dataset(root: str | Path) -> DatasetIndex:
     """Index a dataset folder, or raise DatasetError saying what is wrong with it."""
     root = Path(root).expanduser().resolve()

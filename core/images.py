@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.dicom import is_dicom, read_dicom
 from core.errors import ImageDecodeError
 
 # Raster formats we decode. Anything else (SVG, HTML, PDF ...) is refused by content.
@@ -51,7 +52,7 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageDecodeError("not a readable image (expected JPEG or PNG)") from None
+        raise ImageDecodeError("not a readable image (expected JPEG, PNG or DICOM)") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"image too large, refused as a decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow plugins raise many types on hostile headers
@@ -98,12 +99,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode(source: Path | bytes) -> Image.Image:
-    """Decode by content, apply the EXIF orientation, convert to RGB.
+    """Decode by content, apply the EXIF orientation, convert to RGB. A DICOM file gives
+    its first frame in the file's window (core.dicom for the other frames and windows).
 
     Raises ImageDecodeError with a human reason for anything that is not a whole,
     readable raster image.
     """
-    image = _open(_read_bytes(source))
+    data = _read_bytes(source)
+    if is_dicom(data):
+        return read_dicom(data).image(0)
+    image = _open(data)
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)  # animated GIF / multi-page TIFF: first frame
@@ -124,3 +129,12 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
 def load_rgb(source: Path | bytes, size: int) -> np.ndarray:
     """The model's view of a file: uint8 array of shape (size, size, 3)."""
     return np.asarray(fit_square(decode(source), size), dtype=np.uint8)
+
+
+def decode_frames(source: Path | bytes) -> list[Image.Image]:
+    """Every slice a file holds: the frames of a multi-frame DICOM, else one image."""
+    data = _read_bytes(source)
+    if is_dicom(data):
+        scan = read_dicom(data)
+        return [scan.image(i) for i in range(scan.n_frames)]
+    return [decode(data)]

@@ -1,4 +1,4 @@
-"""Classifying scans with a saved run: load once, predict many."""
+"""Classifying scans with a saved run: load once, predict many (core.batch for files)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from core.errors import ImageDecodeError, PipelineError
+from core.errors import PipelineError
 from core.images import load_rgb
 from core.model import load_model
 from core.registry import Run
@@ -19,6 +19,8 @@ class Prediction:
     name: str
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    source: int | None = None  # position of the file in the batch it came from
+    frame: int = 0  # slice of a multi-frame file
 
     @property
     def label(self) -> str | None:
@@ -77,18 +79,3 @@ class Classifier:
 
             probs = apply_temperature(probs, self.temperature)
         return probs
-
-    def predict(self, sources: list[tuple[str, Path | bytes]]) -> list[Prediction]:
-        """One Prediction per (name, file or bytes); unreadable ones carry an error."""
-        results = [Prediction(name) for name, _ in sources]
-        images, positions = [], []
-        for i, (_, source) in enumerate(sources):
-            try:
-                images.append(self.prepare(source))
-                positions.append(i)
-            except ImageDecodeError as exc:
-                results[i].error = str(exc)
-        if images:
-            for i, probs in zip(positions, self.probabilities(np.stack(images))):
-                results[i].probabilities = {c: float(p) for c, p in zip(self.classes, probs)}
-        return results

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.dataset import LAYOUT_HELP, DatasetIndex, scan_dataset
+from core.dataset import LAYOUT_HELP, DatasetIndex, resolve_inside, scan_dataset
 from core.errors import PipelineError
 from core.images import read_header
 from core.registry import DEFAULT_MODELS_DIR, Registry, Run
@@ -20,11 +20,26 @@ from core.registry import DEFAULT_MODELS_DIR, Registry, Run
 DISCLAIMER = (
     "Research and teaching demo. **Not a diagnostic device**: never use its output for a clinical decision."
 )
-ACCEPTED_UPLOADS = ["jpg", "jpeg", "png"]
+ACCEPTED_UPLOADS = ["jpg", "jpeg", "png", "dcm"]
+BATCH_UPLOADS = [*ACCEPTED_UPLOADS, "zip"]
 
 
 def default_data_dir() -> str:
     return os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
+
+
+def data_roots() -> list[Path]:
+    """The data area: folders the app may read datasets and scans from. BTMRI_DATA_ROOTS
+    (separated by os.pathsep), else the folder that holds the default dataset."""
+    configured = os.environ.get("BTMRI_DATA_ROOTS")
+    if configured:
+        return [Path(p) for p in configured.split(os.pathsep) if p]
+    return [Path(default_data_dir()).expanduser().absolute().parent]
+
+
+def inside_data_roots(path: str) -> Path:
+    """A typed folder, resolved; raises PipelineError when it lies outside the data area."""
+    return resolve_inside(path, data_roots())
 
 
 def registry() -> Registry:
@@ -48,7 +63,9 @@ def _scan(root: str, stamp: tuple) -> DatasetIndex:
 
 
 def dataset(root: str) -> DatasetIndex:
-    """The scanned dataset (cached), or raises PipelineError."""
+    """The scanned dataset (cached), or raises PipelineError (also for a folder outside
+    the data area)."""
+    root = str(inside_data_roots(root))
     return _scan(root, _folder_stamp(root))
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from datagen import jpeg_bytes, slice_image
+from dicomgen import PATIENT_ID, PATIENT_NAME, mixed_zip, scan_bytes, volume
 from streamlit.testing.v1 import AppTest
 
+from core.config import FLAG_BELOW
 from core.registry import Registry, wait_for
 
 TIMEOUT = 180  # TensorFlow imports and model loads take seconds on a 2-core machine
@@ -195,6 +197,51 @@ def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
     assert any("Grad-CAM" in str(i.proto) for i in at.image)
     by_label(at.selectbox, "Saliency method").set_value("Grad-CAM++").run()
     assert not at.exception and len(at.image) == 2
+
+
+def test_classify_dicom_offers_frames_and_window_and_hides_the_patient(app_env):
+    at = start("pages/classify.py")
+    at.get("file_uploader")[0].set_value([("volume.dcm", volume(), "application/dicom")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert by_label(at.slider, "Frame of volume.dcm").max == 3
+    assert by_label(at.number_input, "Window centre").value == 2000
+    assert by_label(at.number_input, "Window width").value == 4000
+    first = str(at.image[0].proto)
+    by_label(at.slider, "Frame of volume.dcm").set_value(3).run()
+    third = str(at.image[0].proto)
+    by_label(at.number_input, "Window width").set_value(500).run()
+    assert len({first, third, str(at.image[0].proto)}) == 3  # each view is a different image
+    assert any("volume.dcm" in m.value and "prediction:" in m.value for m in at.markdown)
+    assert any("Transfer syntax: Explicit VR Little Endian" in c.value for c in at.caption)
+    assert at.get("download_button")[0].label.startswith("Report")
+    shown = " ".join(str(e.proto) for e in at.main)
+    assert PATIENT_NAME not in shown and PATIENT_ID not in shown
+
+
+def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
+    at = start("pages/classify.py")
+    at.get("file_uploader")[1].set_value([("cases.zip", mixed_zip(), "application/zip")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    assert len(table) == 7 and table["error"].astype(bool).sum() == 2
+    assert any("**7** slices from 5 files" in m.value for m in at.markdown)
+    assert any(b.label == "Download CSV" for b in at.get("download_button"))
+    # Selecting rows shows their overlays (an unreadable row says why instead).
+    at.session_state["batch-table"] = {"selection": {"rows": [0, 5], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("case1/scan.jpg" in str(i.proto) for i in at.image)
+    assert any("case2/notes.txt" in e.value for e in at.error)
+    # A folder outside the data area is refused; one inside is read.
+    by_label(at.text_input, "…or a folder on the server (inside the data area)").set_value("/etc").run()
+    assert any("outside the data area" in e.value for e in at.error)
+    cases = dataset.parent / "cases"
+    cases.mkdir(exist_ok=True)
+    (cases / "a.jpg").write_bytes(scan_bytes(1, 9))
+    by_label(at.text_input, "…or a folder on the server (inside the data area)").set_value(str(cases)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.dataframe[0].value) == 8
+    assert by_label(at.slider, "Flag when the top probability is below").value == FLAG_BELOW
 
 
 def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, dataset):

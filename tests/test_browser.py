@@ -122,7 +122,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
 
         page.goto(f"{server}/classify")
         expect(page.get_by_text("Not a diagnostic device")).to_be_visible()
-        page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(scan))
         expect(page.get_by_text("prediction:")).to_be_visible()
         expect(page.get_by_text("Grad-CAM for")).to_be_visible()
         images = page.locator("[data-testid='stImage'] img")
@@ -162,7 +162,7 @@ def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
             pages.append(page)
         rss_before = server_process.memory_info().rss
         for page, scan in zip(pages, scans):  # all uploads go out before any answer is awaited
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(scan))
         for page, scan in zip(pages, scans):
             expect(page.get_by_text(f"{scan.name} — prediction:")).to_be_visible()
         rss_after = server_process.memory_info().rss
@@ -170,7 +170,7 @@ def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
         for page, scan in zip(pages, scans):
             page.reload()
             expect(page.get_by_text("MRI slices")).to_be_visible()
-            page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(scan))
+            page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(scan))
         for page, scan in zip(pages, scans):
             expect(page.get_by_text(f"{scan.name} — prediction:")).to_be_visible()
         rss_again = server_process.memory_info().rss

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from core import batch
 from core.dataset import scan_dataset
 from core.inference import Classifier
 from core.registry import Registry
@@ -74,7 +75,7 @@ def test_reloaded_model_gives_the_saved_probabilities(trained, dataset):
     run = Registry(models).get(run_id)
     classifier = Classifier(run)
     rows = run.predictions()
-    results = classifier.predict([(r["file"], dataset / r["file"]) for r in rows])
+    results = batch.classify(classifier, [(r["file"], dataset / r["file"]) for r in rows])
     for row, result in zip(rows, results):
         for c in run.classes:
             assert result.probabilities[c] == pytest.approx(float(row[f"p_{c}"]), abs=1e-5)
