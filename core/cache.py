@@ -62,11 +62,15 @@ class ActivationCache:
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
         self.config = config
-        self.folder = Path(root) / cache_key(config)
+        self.folder = self.folder_for(root, config)
         self.folder.mkdir(parents=True, exist_ok=True)
         spec = self.folder / "spec.json"
         if not spec.exists():
             spec.write_text(json.dumps({"boundary": config.boundary(), **config.to_dict()}, indent=2))
+
+    @staticmethod
+    def folder_for(root: Path, config: TrainConfig) -> Path:
+        return Path(root) / cache_key(config)
 
     def path(self, digest: str, view: int, kind: str = "boundary") -> Path:
         return self.folder / f"{digest}_v{view}_{kind}.npy"

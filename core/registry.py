@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from core.errors import RunNotFoundError, TrainingBusyError
+from core.errors import ConfigError, RunNotFoundError, TrainingBusyError
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 STATES = ("running", "completed", "failed", "stopped")
@@ -63,6 +63,17 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return default
+
+
+def require_free_space(path: Path, needed: int) -> None:
+    """Raise ConfigError when the disk holding `path` has less than `needed` bytes free
+    (with a 10% margin), before any work that would be lost to a full disk."""
+    free = shutil.disk_usage(path).free
+    if free < needed * 1.1:
+        raise ConfigError(
+            f"not enough disk space in {path}: {free / 2**20:,.0f} MB free, this run needs about "
+            f"{needed * 1.1 / 2**20:,.0f} MB (free some space or delete old runs)"
+        )
 
 
 def validate_run_id(run_id: str) -> str:
@@ -113,10 +124,15 @@ class Run:
         if status.get("state") == "running" and not process_alive(
             status.get("pid"), status.get("pid_started")
         ):
+            kept = (
+                "; its best checkpoint so far is kept as checkpoint.keras"
+                if self.file("checkpoint.keras").is_file()
+                else ""
+            )
             status = {
                 **status,
                 "state": "failed",
-                "error": "the training process ended without finishing (killed or crashed)",
+                "error": f"the training process ended without finishing (killed or crashed){kept}",
             }
         return status
 

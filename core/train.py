@@ -32,7 +32,7 @@ from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import evaluate_run
 from core.model import build_model, set_trainable
 from core.pipeline import SkippedFiles, build_augmenter, make_dataset
-from core.registry import Registry, Run, now_iso
+from core.registry import Registry, Run, now_iso, require_free_space
 
 
 @dataclass
@@ -190,10 +190,36 @@ class RunRecorder(keras.callbacks.Callback):
         self.write_progress("epoch_end", self.batches, logs, force=True)
 
 
-def save_model_atomic(model: keras.Model, path) -> None:
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Write the model beside `path`, then rename: a crash or a full disk mid-write
+    leaves the previous checkpoint whole."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PipelineError(
+            f"cannot save the model to {path.parent}: {exc.strerror or exc} "
+            "(free some disk space; the previous checkpoint, if any, is kept)"
+        ) from None
+
+
+def check_disk_space(
+    run: Run, cache_root: Path, config: TrainConfig, model: keras.Model, n_train: int, n_other: int
+) -> None:
+    """Refuse to start when the disk cannot hold what the run will write: two copies of
+    the model while a checkpoint is saved and, in cached mode, the missing activations."""
+    needed = 2 * 4 * model.count_params()
+    if config.mode == "cached":
+        boundary = model.get_layer(config.boundary()).output.shape[1:]
+        pooled = model.get_layer("avg_pool").output.shape[-1]
+        per_view = 2 * (math.prod(boundary) + pooled)  # float16
+        total = per_view * (n_train * config.cache_views + n_other)
+        folder = ActivationCache.folder_for(cache_root, config)
+        present = sum(f.stat().st_size for f in folder.glob("*.npy")) if folder.is_dir() else 0
+        needed += max(0, total - present)
+    require_free_space(run.path, needed)
 
 
 def software_versions() -> dict[str, str]:
@@ -305,6 +331,8 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
+    n_other = len(val_samples) + len(index.testing)
+    check_disk_space(run, cache_root, config, model, len(train_samples), n_other)
     skipped = SkippedFiles()
     recorder = RunRecorder(run, phases, model, stop)
     start = time.monotonic()

@@ -4,6 +4,7 @@ model gets wrong (by confusion cell and by loss), and exports."""
 import pandas as pd
 import streamlit as st
 
+from core.errors import PipelineError
 from core.interpret import Interpretation, apply_temperature
 from pages import charts
 from pages.report import report_html
@@ -174,3 +175,19 @@ with export:
         "The report embeds its charts (plotly) and opens offline; use the browser's print "
         "for PDF or the chart's camera icon for a PNG of the confusion matrix."
     )
+
+with st.expander("Delete this run"):
+    st.caption(
+        "Removes the run's folder (model, metrics, history, log) from the registry; this cannot "
+        "be undone. Sessions viewing it move to another run; a training run cannot be deleted."
+    )
+    confirmed = st.checkbox(f"Yes, delete run {run.id}")
+    if st.button("Delete run", disabled=not confirmed, type="primary"):
+        try:
+            registry().delete(run.id)
+        except PipelineError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("active_run", None)
+            st.toast(f"Run {run.id} deleted")
+            st.rerun()

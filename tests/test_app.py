@@ -60,15 +60,22 @@ def test_navigation_and_sidebar(app_env):
         assert at.title[0].value == title
 
 
-def test_missing_dataset_folder_is_explained(app_env, tmp_path):
+def test_missing_or_outside_dataset_folder_is_explained(app_env, dataset, tmp_path):
     # AppTest drops the sidebar from reruns under st.navigation, so the folder is set
     # before the first run (the browser test types into the real sidebar).
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
-    at.session_state["data_dir"] = str(tmp_path / "nowhere")
+    at.session_state["data_dir"] = str(dataset.parent / "nowhere")
     at.run()
     assert any("dataset folder not found" in e.value for e in at.sidebar.error)
     assert any("Training/<class>" in c.value for c in at.sidebar.caption)
     assert any("Pick a dataset folder" in w.value for w in at.warning)
+    # A real dataset outside the data area (BTMRI_DATA's parent here) is not read.
+    outside = tmp_path / "copy"
+    shutil.copytree(dataset, outside)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.session_state["data_dir"] = str(outside)
+    at.run()
+    assert any("outside the data area" in e.value for e in at.sidebar.error)
 
 
 def test_dataset_page_figures(app_env):
@@ -149,6 +156,30 @@ def test_results_cell_browser_calibration_and_clean_switch(app_env):
     assert not at.exception
     clean_n = run.metrics["clean"]["n"]
     assert at.dataframe[1].value["support"].sum() == clean_n
+
+
+def test_deleting_a_run_that_another_session_is_viewing(app_env):
+    registry, run_id = app_env
+    shutil.copytree(registry.root / run_id, registry.root / "second")
+    viewer = start("pages/results.py")
+    by_label(viewer.selectbox, "Run").set_value("second").run()
+    deleter = start("pages/results.py")
+    by_label(deleter.selectbox, "Run").set_value("second").run()
+    assert by_label(deleter.button, "Delete run").disabled  # not before confirming
+    by_label(deleter.checkbox, "Yes, delete run second").check().run()
+    by_label(deleter.button, "Delete run").click().run()
+    assert not deleter.exception, [e.message for e in deleter.exception]
+    assert [r.id for r in registry.list()] == [run_id]
+    viewer.run()  # the viewer's next interaction
+    assert not viewer.exception, [e.message for e in viewer.exception]
+    assert by_label(viewer.selectbox, "Run").value == run_id
+    # The last run deleted: every page says there is none instead of failing.
+    by_label(viewer.checkbox, f"Yes, delete run {run_id}").check().run()
+    by_label(viewer.button, "Delete run").click().run()
+    assert any("No trained run yet" in i.value for i in viewer.info)
+    for page in ("pages/classify.py", "pages/compare.py"):
+        viewer.switch_page(page).run()
+        assert not viewer.exception, [e.message for e in viewer.exception]
 
 
 def test_compare_page_shows_differences(app_env):

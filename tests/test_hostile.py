@@ -14,11 +14,11 @@ from corpus import corpus
 from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
-from core.errors import ImageDecodeError, PipelineError
+from core.errors import ConfigError, ImageDecodeError, PipelineError
 from core.images import load_rgb
 from core.inference import Classifier
 from core.launcher import launch
-from core.registry import Registry, wait_for
+from core.registry import Registry, require_free_space, wait_for
 from pages.shared import ACCEPTED_UPLOADS
 
 
@@ -129,3 +129,104 @@ def test_sigkill_during_the_cache_build(dataset, tmp_path):
     again = launch(registry, config)
     assert wait_for(lambda: again.state != "running", timeout=600), again.log_tail()
     assert again.state == "completed", again.status
+
+
+def _tiny_config(dataset, **overrides) -> TrainConfig:
+    settings = dict(
+        data_dir=str(dataset),
+        weights="none",
+        input_size=75,
+        batch_size=4,
+        head_epochs=2,
+        finetune_epochs=2,
+        unfreeze_from="mixed9",
+        patience=5,
+    )
+    return TrainConfig(**(settings | overrides))
+
+
+def _digests(folder) -> dict[str, str]:
+    import hashlib
+
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _killed(run, registry, pid) -> None:
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: run.state == "failed", timeout=30)
+    assert wait_for(lambda: registry.lock_holder() is None, timeout=30)
+
+
+def test_sigkill_in_the_finetune_phase_keeps_the_checkpoint_and_other_runs(dataset, trained, tmp_path):
+    models, run_id = trained
+    registry = Registry(tmp_path / "models")
+    shutil.copytree(models / run_id, registry.root / run_id)
+    before = _digests(registry.root / run_id)
+    run = launch(registry, _tiny_config(dataset, mode="end_to_end"))
+    pid = run.status["pid"]
+
+    def fine_tuning() -> bool:
+        progress = run.progress or {}
+        return progress.get("phase") == "finetune" and progress.get("batch", 0) > 0
+
+    try:
+        assert wait_for(fine_tuning, timeout=300), run.log_tail()
+    finally:
+        _killed(run, registry, pid)
+    assert "checkpoint.keras" in run.status["error"]
+    from core.model import load_model
+
+    assert load_model(run.file("checkpoint.keras")).output_shape == (None, 4)  # whole, and safe to load
+    assert not run.model_path.exists()
+    assert _digests(registry.root / run_id) == before
+    assert [r.id for r in registry.list() if r.state == "completed"] == [run_id]
+
+
+def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_model(dataset, tmp_path):
+    registry = Registry(tmp_path / "models")
+    run = launch(registry, _tiny_config(dataset, finetune_epochs=0))
+    pid = run.status["pid"]
+    partial = run.file(".checkpoint.tmp.keras")
+    try:
+        # Caught while Keras writes the archive (the first epoch always saves one).
+        assert wait_for(partial.is_file, timeout=300, interval=0.002), run.log_tail()
+    finally:
+        _killed(run, registry, pid)
+    if run.file("checkpoint.keras").exists():  # killed during a later save: the previous one is whole
+        from core.model import load_model
+
+        assert load_model(run.file("checkpoint.keras")).output_shape == (None, 4)
+    assert not run.model_path.exists()
+    assert "killed or crashed" in run.status["error"]
+
+
+def test_a_full_disk_while_saving_fails_the_run_with_a_clear_message(dataset, tmp_path):
+    """The kernel's file-size limit makes every write past 20 MB fail as a full disk
+    would: the model (~90 MB) cannot be saved, the small files can."""
+    import resource
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 2**20, 20 * 2**20))
+
+    command = [sys.executable, "-m", "core", "--models", str(models), "train", str(dataset)]
+    command += ["--run-id", "full", "--weights", "none", "--input-size", "75", "--batch-size", "8"]
+    command += ["--head-epochs", "1", "--unfreeze-from", "none"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot save the model" in result.stderr and "File too large" in result.stderr
+    run = Registry(models).get("full")
+    assert run.state == "failed" and "cannot save the model" in run.status["error"]
+    assert not list(run.path.glob("*.keras")) and not list(run.path.glob(".*.keras"))
+    assert Registry(models).lock_holder() is None
+
+
+def test_a_disk_too_small_for_the_run_is_refused_before_work(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    require_free_space(tmp_path, free // 2)
+    with pytest.raises(ConfigError, match="not enough disk space"):
+        require_free_space(tmp_path, free)
