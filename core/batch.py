@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from core.config import FLAG_BELOW
 from core.errors import ImageDecodeError, PipelineError
 from core.images import decode_frames, fit_square
 from core.inference import Classifier, Prediction
+from core.tta import View
 
 # A member of a zip that cannot be extracted travels as its error, to get its own row.
 Source = tuple[str, Path | bytes | ImageDecodeError]
@@ -88,6 +89,7 @@ def classify(
     calibrated: bool = False,
     chunk: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    tta: Sequence[View] = (),
 ) -> list[Prediction]:
     """Predictions for every slice of every source, in input order; memory stays at one
     chunk of images whatever the number of files."""
@@ -98,7 +100,7 @@ def classify(
 
     def flush() -> None:
         if images:
-            probs = classifier.probabilities(np.stack(images), calibrated=calibrated)
+            probs = classifier.probabilities(np.stack(images), calibrated=calibrated, tta=tta)
             for prediction, p in zip(pending, probs):
                 prediction.probabilities = {c: float(v) for c, v in zip(classifier.classes, p)}
             results.extend(pending)

@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,predict,runs,stop,delete} --help."""
+"""Command line: python -m core {train,audit,evaluate,ensemble,predict,export,runs,stop,delete} --help."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from core.config import BLOCKS, FLAG_BELOW, MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import BLOCKS, FLAG_BELOW, MODES, STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.dataset import scan_dataset
 from core.errors import PipelineError
 from core.registry import DEFAULT_MODELS_DIR, Registry
+from core.tta import DEFAULT_VIEWS, VIEWS, views
 
 DEFAULT_DATA = os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
 
@@ -64,6 +65,13 @@ def _train_parser(sub) -> None:
         default=None,
         help="cached mode: last frozen block (default: the one below --unfreeze-from)",
     )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=defaults.strategy,
+        help="tf.distribute: default (one device) or mirrored (every GPU of this machine, "
+        "end_to_end mode); --batch-size is then the global batch",
+    )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
 
@@ -85,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run on its dataset's Testing split")
     p.add_argument("run")
     p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
+    _tta_arguments(p, "also evaluate with test-time augmentation (saved as tta.json)")
+    p = sub.add_parser("ensemble", help="average several runs into an ensemble run, and evaluate it")
+    p.add_argument("runs", nargs="+", help="two or more runs with the same classes and input size")
+    p.add_argument("--member-weights", help="comma-separated weights, one per run (default: equal)")
+    p.add_argument("--run-id", help="name of the ensemble run (default: timestamp)")
+    p.add_argument("--data", help="dataset root (default: the first member's)")
     p = sub.add_parser("predict", help="classify image or DICOM files, folders and zips with a run")
     p.add_argument("run")
     p.add_argument("images", nargs="+", type=Path, help="files, folders (recursive) or .zip archives")
@@ -97,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"flag predictions whose top probability is below this (default {FLAG_BELOW})",
     )
     p.add_argument("--calibrated", action="store_true", help="temperature-scaled probabilities")
+    _tta_arguments(p, "average the probabilities over test-time augmentation views")
     p = sub.add_parser("export", help="export a run as a TensorFlow SavedModel (TF Serving)")
     p.add_argument("run")
     p.add_argument("--out", type=Path, help="target folder (default: models/<run>/saved_model/1)")
@@ -154,6 +169,7 @@ def _config_from_args(args) -> TrainConfig:
         cache_views=args.cache_views,
         cache_boundary=args.cache_boundary,
         drop_duplicates=args.drop_duplicates,
+        strategy=args.strategy,
     )
 
 
@@ -178,12 +194,49 @@ def _run_with_model(registry: Registry, run_id: str):
     return run
 
 
+def _tta_arguments(p, help_text: str) -> None:
+    p.add_argument("--tta", action="store_true", help=help_text)
+    p.add_argument(
+        "--tta-views",
+        default=",".join(DEFAULT_VIEWS),
+        help=f"comma-separated views (default {','.join(DEFAULT_VIEWS)}; all: {','.join(VIEWS)})",
+    )
+
+
+def _tta_views(args) -> list:
+    return views(args.tta_views.split(",")) if args.tta else []
+
+
 def cmd_evaluate(args, registry: Registry) -> int:
     run = _run_with_model(registry, args.run)
+    chosen = _tta_views(args)
     index = scan_dataset(args.data or run.config.get("data_dir", ""))
-    from core.evaluate import evaluate_run
+    from core.evaluate import evaluate_run, evaluate_tta
 
     evaluate_run(run, index, verbose=1)
+    _print_summary(run)
+    if chosen:
+        tta = evaluate_tta(run, index, chosen)
+        print(
+            f"with TTA ({', '.join(tta['views'])}): Testing accuracy {tta['accuracy']:.4f}  macro F1 "
+            f"{tta['macro_f1']:.4f}; clean {tta['clean']['accuracy']:.4f} / {tta['clean']['macro_f1']:.4f}"
+        )
+    return 0
+
+
+def cmd_ensemble(args, registry: Registry) -> int:
+    weights = None
+    if args.member_weights:
+        try:
+            weights = [float(w) for w in args.member_weights.split(",")]
+        except ValueError:
+            raise PipelineError(f"--member-weights must be numbers: {args.member_weights!r}") from None
+    from core.ensemble import check_members, create_ensemble, normalised
+
+    check_members([registry.get(r) for r in args.runs])  # refused before TensorFlow loads models
+    normalised(weights, len(args.runs))
+    index = scan_dataset(args.data) if args.data else None
+    run = create_ensemble(registry, args.runs, weights, args.run_id, index, verbose=1)
     _print_summary(run)
     return 0
 
@@ -204,6 +257,7 @@ def _predict_sources(paths: list[Path]):
 
 def cmd_predict(args, registry: Registry) -> int:
     run = _run_with_model(registry, args.run)
+    _tta_views(args)  # a wrong view name fails before TensorFlow loads
     sources = _predict_sources(args.images)
     from core import batch
     from core.inference import Classifier
@@ -214,7 +268,7 @@ def cmd_predict(args, registry: Registry) -> int:
         if total > 1 and sys.stderr.isatty():
             print(f"\rclassifying {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
-    results = batch.classify(classifier, sources, calibrated=args.calibrated, progress=progress)
+    results = batch.classify(classifier, sources, args.calibrated, tta=_tta_views(args), progress=progress)
     rows = batch.table(results, classifier.classes, args.flag_below)
     if args.csv:
         _write_text(args.csv, batch.to_csv(rows))
@@ -335,6 +389,7 @@ COMMANDS = {
     "train": cmd_train,
     "audit": cmd_audit,
     "evaluate": cmd_evaluate,
+    "ensemble": cmd_ensemble,
     "predict": cmd_predict,
     "export": cmd_export,
     "runs": cmd_runs,

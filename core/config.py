@@ -13,6 +13,9 @@ MIN_INPUT_SIZE = 75
 BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
 MODES = ("cached", "end_to_end")
+# "default": one device. "mirrored": data parallel over this machine's GPUs (or its
+# logical CPU devices when it has none), one model replica per device.
+STRATEGIES = ("default", "mirrored")
 
 # Predictions whose top probability is below this are flagged for a human look.
 FLAG_BELOW = 0.6
@@ -57,6 +60,7 @@ class TrainConfig:
     mode: str = "cached"
     cache_views: int = 3  # stored views per training image: 1 plain + augmented ones
     cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
+    strategy: str = "default"  # tf.distribute strategy (STRATEGIES); batch_size is the global batch
 
     def boundary(self) -> str:
         """The cached mode's cut: the output of the last block that never trains."""
@@ -90,6 +94,13 @@ class TrainConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.mode == "cached":
             self._validate_cache()
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.strategy != "default" and self.mode != "end_to_end":
+            raise ConfigError(
+                f"strategy {self.strategy} trains end to end: the activation cache runs on one device "
+                "(use --mode end_to_end)"
+            )
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise ConfigError(
                 f"weights must be 'imagenet', 'none' or an existing weights file; "

@@ -165,3 +165,38 @@ def calibrate(run: Run, index: DatasetIndex, model, test: Predictions, verbose: 
 
 def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
+
+
+def evaluate_tta(run: Run, index: DatasetIndex, chosen: list, batch: int = 32, progress=None) -> dict:
+    """Testing figures (official and clean) with test-time augmentation over `chosen`
+    views; saved as tta.json and predictions-tta.csv beside the plain ones."""
+    from core.errors import ImageDecodeError
+    from core.images import load_rgb
+    from core.inference import Classifier
+
+    if run.classes != index.classes:
+        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
+    classifier = Classifier(run)
+    files, labels, parts, skipped = [], [], [], {}
+    for start in range(0, len(index.testing), batch):
+        images = []
+        for sample in index.testing[start : start + batch]:
+            try:
+                images.append(load_rgb(sample.path, classifier.input_size))
+            except ImageDecodeError as exc:
+                skipped[index.relative(sample)] = str(exc)
+                continue
+            files.append(index.relative(sample))
+            labels.append(sample.label)
+        if images:
+            parts.append(classifier.probabilities(np.stack(images), tta=chosen))
+        if progress:
+            progress(min(start + batch, len(index.testing)), len(index.testing))
+    predictions = Predictions(files, np.array(labels, dtype=int), np.concatenate(parts), skipped)
+    clean = set(cached_audit(index, run.cache_dir).clean_test_files())
+    metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
+    metrics.update(split="Testing", skipped=skipped, views=[v.name for v in chosen])
+    metrics["clean"] = clean_metrics(predictions, clean, index.classes)
+    atomic_write_bytes(run.file("predictions-tta.csv"), predictions.to_csv(index.classes, clean).encode())
+    run.write("tta.json", metrics)
+    return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from core.errors import PipelineError
 from core.images import load_rgb
 from core.model import load_model
 from core.registry import Run
+from core.tta import View, tta_probabilities
 
 
 @dataclass
@@ -63,19 +65,32 @@ class Classifier:
         """The uint8 (size, size, 3) image the model sees; raises ImageDecodeError."""
         return load_rgb(source, self.input_size)
 
-    def probabilities(self, images: np.ndarray, batch_size: int = 32, calibrated: bool = False) -> np.ndarray:
-        """Softmax for a batch of uint8 or float images in [0, 255]; with `calibrated`,
-        after the run's temperature scaling."""
-        images = np.asarray(images, dtype=np.float32)
+    def probabilities(
+        self,
+        images: np.ndarray,
+        batch_size: int = 32,
+        calibrated: bool = False,
+        tta: Sequence[View] = (),
+    ) -> np.ndarray:
+        """Softmax for a batch of uint8 images in [0, 255]; with `calibrated`, after the
+        run's temperature scaling; with `tta` views, averaged over those views."""
+        images = np.asarray(images)
         if images.ndim == 3:
             images = images[None]
-        parts = [
-            self._forward(tf.constant(images[i : i + batch_size])).numpy()
-            for i in range(0, len(images), batch_size)
-        ]
-        probs = np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))
+        if tta:
+            probs = tta_probabilities(lambda x: self._predict(x, batch_size), images, tta)
+        else:
+            probs = self._predict(images, batch_size)
         if calibrated and self.temperature != 1.0:
             from core.interpret import apply_temperature
 
             probs = apply_temperature(probs, self.temperature)
         return probs
+
+    def _predict(self, images: np.ndarray, batch_size: int) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        parts = [
+            self._forward(tf.constant(images[i : i + batch_size])).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)))

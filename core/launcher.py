@@ -67,6 +67,29 @@ def launch(registry: Registry, config: TrainConfig, timeout: float = 120.0) -> R
         return run
 
 
+def launch_ensemble(registry: Registry, member_ids: list[str], weights: list[float]) -> str:
+    """Start `python -m core ensemble` in the background; return the new run's id (the
+    run appears in the registry at once and is evaluated in a few minutes)."""
+    from core.ensemble import check_members, normalised
+
+    check_members([registry.get(i) for i in member_ids])
+    normalised(weights, len(member_ids))
+    run_id = registry.new_run_id("ensemble")
+    log = registry.root / f".{run_id}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core", "--models", str(registry.root), "ensemble", *member_ids]
+            + ["--member-weights", ",".join(str(w) for w in weights), "--run-id", run_id],
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    threading.Thread(target=process.wait, daemon=True).start()
+    return run_id
+
+
 def stop(run: Run) -> bool:
     """Ask a running training to stop (SIGTERM); it keeps its best checkpoint.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 from core.config import BLOCKS
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError
 
 LAST_CONV = "mixed10"  # the backbone's last block: Grad-CAM's target layer
 IMAGENET_HINT = (
@@ -109,3 +109,52 @@ def set_trainable(model: keras.Model, unfreeze_from: str, train_batchnorm: bool 
 def load_model(path: Path) -> keras.Model:
     """Load a saved classifier with Keras' safe mode (no code deserialisation)."""
     return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Write the model beside `path`, then rename: a crash or a full disk mid-write
+    leaves the previous file whole."""
+    import os
+
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PipelineError(
+            f"cannot save the model to {path.parent}: {exc.strerror or exc} "
+            "(free some disk space; the previous checkpoint, if any, is kept)"
+        ) from None
+
+
+# --- ensembles: several classifiers averaged, saved as one model ----------------------
+MEMBER = "member_{}"
+WEIGHT = "weight_{}"
+
+
+def build_ensemble(models: list[keras.Model], weights: list[float]) -> keras.Model:
+    """One model whose output is the weighted mean of the members' softmax outputs.
+
+    Each member stays a whole sub-model (so Grad-CAM can run on it alone) and each weight
+    is a built-in Rescaling layer, so the ensemble saves and loads in safe mode."""
+    inputs = keras.Input(models[0].input_shape[1:], name="image")
+    scaled = []
+    for i, (model, weight) in enumerate(zip(models, weights)):
+        member = keras.Model(model.input, model.output, name=MEMBER.format(i))
+        scaled.append(keras.layers.Rescaling(float(weight), name=WEIGHT.format(i))(member(inputs)))
+    mean = keras.layers.Add(name="ensemble_mean")(scaled)
+    return keras.Model(inputs, mean, name="ensemble")
+
+
+def ensemble_members(model: keras.Model) -> list[tuple[str, keras.Model, float]]:
+    """(name, sub-model, weight) of an ensemble built by build_ensemble; [] otherwise."""
+    members = []
+    for i in range(len(model.layers)):
+        try:
+            member = model.get_layer(MEMBER.format(i))
+            weight = float(model.get_layer(WEIGHT.format(i)).scale)
+        except ValueError:
+            break
+        members.append((member.name, member, weight))
+    return members

@@ -28,9 +28,10 @@ from core.audit import cached_audit
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import fingerprint, scan_dataset, split_validation, subsample
+from core.distribute import describe, make_strategy
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import evaluate_run
-from core.model import build_model, set_trainable
+from core.model import build_model, save_model, set_trainable
 from core.pipeline import SkippedFiles, build_augmenter, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 
@@ -186,23 +187,8 @@ class RunRecorder(keras.callbacks.Callback):
         if val_loss < self.best_loss:  # NaN never counts as an improvement
             self.best_loss, self.best_epoch = val_loss, record["epoch"]
             # The full image-to-softmax model, whichever sub-model is being fitted.
-            save_model_atomic(self.full_model, self.run.file("checkpoint.keras"))
+            save_model(self.full_model, self.run.file("checkpoint.keras"))
         self.write_progress("epoch_end", self.batches, logs, force=True)
-
-
-def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """Write the model beside `path`, then rename: a crash or a full disk mid-write
-    leaves the previous checkpoint whole."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PipelineError(
-            f"cannot save the model to {path.parent}: {exc.strerror or exc} "
-            "(free some disk space; the previous checkpoint, if any, is kept)"
-        ) from None
 
 
 def check_disk_space(
@@ -330,7 +316,9 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     timings["scan_s"] = time.monotonic() - t0
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():  # variables (and optimizer slots) mirrored on each replica
+        model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     n_other = len(val_samples) + len(index.testing)
     check_disk_space(run, cache_root, config, model, len(train_samples), n_other)
     skipped = SkippedFiles()
@@ -357,11 +345,12 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
         recorder.start_phase(i, batches)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-        trainable.compile(
-            optimizer=keras.optimizers.Adam(phase.learning_rate),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        with strategy.scope():
+            trainable.compile(
+                optimizer=keras.optimizers.Adam(phase.learning_rate),
+                loss="categorical_crossentropy",
+                metrics=["accuracy"],
+            )
         early = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
         )
@@ -376,7 +365,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
             )
         finally:
             timings[f"{phase.name}_s"] = time.monotonic() - start
-            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed))
+            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
         if stop.requested:
             raise StopRequested
 
@@ -389,7 +378,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     evaluate_run(run, index, verbose=verbose)
     timings["evaluate_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
-    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed))
+    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
     recorder.write_progress("done", force=True)
 
 
@@ -493,9 +482,17 @@ class CachedFeed(Feed):
         }
 
 
-def _meta(timings: dict, n_train: int, recorder: RunRecorder, skipped: SkippedFiles, feed: Feed) -> dict:
+def _meta(
+    timings: dict,
+    n_train: int,
+    recorder: RunRecorder,
+    skipped: SkippedFiles,
+    feed: Feed,
+    strategy: tf.distribute.Strategy,
+) -> dict:
     return {
         "feed": feed.describe(),
+        "distribute": describe(strategy),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": {
             f"{r['phase']}": round(n_train / r["seconds"], 2) for r in recorder.history if r["seconds"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from core.errors import ImageDecodeError, PipelineError
 from core.explain import METHODS, overlay
 from core.images import fit_square
 from core.scan_report import scan_report_html
+from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
 from pages import charts
 from pages.shared import (
     ACCEPTED_UPLOADS,
@@ -56,7 +59,37 @@ def dicom_view(upload, size: int) -> np.ndarray:
     return np.asarray(fit_square(scan.image(frame, window), size), dtype=np.uint8)
 
 
-def one_by_one(run, method: str, alpha: float, colormap: str, calibrated: bool) -> None:
+@dataclass
+class Settings:
+    method: str
+    alpha: float
+    colormap: str
+    calibrated: bool
+    tta: list[View]
+    side_by_side: bool
+
+
+def saliency(cam, image: np.ndarray, class_index: int, s: Settings) -> list[tuple[str, np.ndarray]]:
+    """(caption, overlay) pairs: one map, or one per ensemble member side by side; with
+    TTA, each map is the mean of its views' maps mapped back to the scan."""
+    if s.side_by_side:
+        maps = [
+            (name, partial(cam.member_heatmap, class_index=class_index, method=s.method, member=i))
+            for i, (name, _, _) in enumerate(cam.members)
+        ]
+    else:
+        maps = [("", partial(cam.heatmap, class_index=class_index, method=s.method))]
+    suffix = " with TTA" if s.tta else ""
+    return [
+        (
+            f"{s.method}{suffix} {name}".strip(),
+            overlay(image, tta_heatmap(heat, image, s.tta) if s.tta else heat(image), s.alpha, s.colormap),
+        )
+        for name, heat in maps
+    ]
+
+
+def one_by_one(run, s: Settings) -> None:
     files = st.file_uploader("MRI slices", type=ACCEPTED_UPLOADS, accept_multiple_files=True)
     if not files:
         return
@@ -71,17 +104,21 @@ def one_by_one(run, method: str, alpha: float, colormap: str, calibrated: bool) 
         except ImageDecodeError as exc:
             st.error(f"**{upload.name}**: {exc}")
             continue
-        probs = dict(zip(model.classes, model.probabilities(image, calibrated=calibrated)[0].tolist()))
+        probs = model.probabilities(image, calibrated=s.calibrated, tta=s.tta)[0]
+        probs = dict(zip(model.classes, probs.tolist()))
         label = max(probs, key=probs.get)
-        note = f" · calibrated, T = {model.temperature:.2f}" if calibrated else ""
+        note = f" · calibrated, T = {model.temperature:.2f}" if s.calibrated else ""
+        note += f" · TTA over {len(s.tta)} views" if s.tta else ""
         st.markdown(f"**{upload.name}** — prediction: **{label}** ({probs[label]:.1%}{note})")
-        left, middle, right = st.columns(3)
-        left.image(image, caption="as the model sees it")
-        with st.spinner(f"{method} ..."):
-            heat = overlay(image, cam.heatmap(image, model.classes.index(label), method), alpha, colormap)
-        middle.image(heat, caption=f"{method} for {label}")
-        right.plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
-        report = scan_report_html(upload.name, image, heat, probs, run, method, calibrated)
+        with st.spinner(f"{s.method} ..."):
+            overlays = saliency(cam, image, model.classes.index(label), s)
+        columns = st.columns(len(overlays) + 2)
+        columns[0].image(image, caption="as the model sees it")
+        for column, (caption, picture) in zip(columns[1:], overlays):
+            column.image(picture, caption=f"{caption} for {label}")
+        columns[-1].plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
+        caption, picture = overlays[0] if len(overlays) == 1 else (f"{s.method}, member 1", overlays[0][1])
+        report = scan_report_html(upload.name, image, picture, probs, run, caption, s.calibrated)
         st.download_button(
             "Report (HTML, prints to PDF)",
             report,
@@ -118,17 +155,22 @@ def _identity(source) -> tuple:
     return (len(source), zlib.crc32(source)) if isinstance(source, bytes) else (str(source),)
 
 
-def batch_table(run, method: str, alpha: float, colormap: str, calibrated: bool) -> None:
+def batch_table(run, s: Settings) -> None:
     sources = batch_sources()
     if not sources:
         return
     model, cam = loaded(run)
     # Classify once per input set; sorting, the flag threshold and selecting rows only rerun.
-    key = (run.id, model_stamp(run), calibrated, tuple((n, *_identity(s)) for n, s in sources))
+    settings = (run.id, model_stamp(run), s.calibrated, tuple(v.name for v in s.tta))
+    key = (*settings, tuple((n, *_identity(source)) for n, source in sources))
     if st.session_state.get("batch-key") != key:
         bar = st.progress(0.0, text="Classifying ...")
         results = batch.classify(
-            model, sources, calibrated, progress=lambda d, t: bar.progress(d / t, text=f"Classifying {d}/{t}")
+            model,
+            sources,
+            s.calibrated,
+            progress=lambda d, t: bar.progress(d / t, text=f"Classifying {d}/{t}"),
+            tta=s.tta,
         )
         bar.empty()
         st.session_state["batch-key"], st.session_state["batch-results"] = key, results
@@ -149,7 +191,7 @@ def batch_table(run, method: str, alpha: float, colormap: str, calibrated: bool)
     )
     st.download_button("Download CSV", batch.to_csv(rows.to_dict("records")), "predictions.csv", "text/csv")
     chosen = selection.selection.rows[:MAX_THUMBNAILS]
-    st.caption(f"Select rows (up to {MAX_THUMBNAILS}) to see their {method} overlays.")
+    st.caption(f"Select rows (up to {MAX_THUMBNAILS}) to see their {s.method} overlays.")
     columns = st.columns(4)
     for n, i in enumerate(chosen):
         row = rows.iloc[i]
@@ -158,8 +200,8 @@ def batch_table(run, method: str, alpha: float, colormap: str, calibrated: bool)
                 st.error(f"{row['file']}: {row['error']}")
                 continue
             image = batch.slice_image(sources, results[i], model.input_size)
-            heat = cam.heatmap(image, model.classes.index(row["predicted"]), method)
-            st.image(overlay(image, heat, alpha, colormap), caption=f"{row['file']}: {row['predicted']}")
+            for caption, picture in saliency(cam, image, model.classes.index(row["predicted"]), s):
+                st.image(picture, caption=f"{row['file']}: {row['predicted']} ({caption})")
 
 
 st.title("Classify")
@@ -186,8 +228,15 @@ if run.file("calibration.json").is_file():
         help="Temperature scaling fitted on the run's validation set; "
         "it changes the probabilities, never the predicted class.",
     )
+tta: list = []
+if st.toggle("Test-time augmentation", help="Average the prediction (and the saliency map) over views"):
+    names = st.multiselect("Views", list(VIEWS), list(DEFAULT_VIEWS), help="Maps are mapped back to the scan")
+    tta = views(names) if names else []
+side_by_side = False
+if run.config.get("kind") == "ensemble":
+    side_by_side = st.toggle("Members' maps side by side", help="Otherwise their weighted mean")
 scans, table = st.tabs(["One by one", "Batch"])
 with scans:
-    one_by_one(run, method, alpha, colormap, calibrated)
+    one_by_one(run, Settings(method, alpha, colormap, calibrated, tta, side_by_side))
 with table:
-    batch_table(run, method, alpha, colormap, calibrated)
+    batch_table(run, Settings(method, alpha, colormap, calibrated, tta, side_by_side))

@@ -4,9 +4,11 @@ matrices, and the test images one run gets right and the other wrong."""
 import pandas as pd
 import streamlit as st
 
+from core.errors import PipelineError
 from core.interpret import Interpretation, compare, config_diff
+from core.launcher import launch_ensemble
 from pages import charts
-from pages.shared import image_grid, usable_runs
+from pages.shared import image_grid, registry, usable_runs
 
 st.title("Compare runs")
 runs = [r for r in usable_runs() if r.metrics]
@@ -39,7 +41,29 @@ for r in chosen:
         "test images": m["n"],
         "clean images": clean.get("n"),
     }
+    if tta := r.read("tta.json"):
+        rows[r.id] |= {"TTA accuracy": tta["accuracy"], "TTA clean accuracy": tta["clean"]["accuracy"]}
 st.dataframe(pd.DataFrame(rows).T, width="stretch")
+
+with st.expander("Make an ensemble of these runs"):
+    st.caption(
+        "Averages the runs' probabilities (weighted) into a new run of its own: evaluated on the "
+        "official and clean test sets and calibrated, then usable everywhere a run is."
+    )
+    weights = [
+        col.number_input(f"Weight of {r.id}", 0.0, 10.0, 1.0, 0.5, key=f"w-{r.id}")
+        for col, r in zip(st.columns(len(chosen)), chosen)
+    ]
+    if st.button("Create ensemble"):
+        try:
+            ensemble_id = launch_ensemble(registry(), picked, weights)
+        except PipelineError as exc:
+            st.error(str(exc))
+        else:
+            st.success(
+                f"Building ensemble `{ensemble_id}` in the background; "
+                "it joins the run picker once evaluated."
+            )
 
 st.subheader("Confusion matrices (official Testing)")
 for col, r in zip(st.columns(len(chosen)), chosen):

@@ -41,9 +41,20 @@ if clean:
         help="Testing minus every image with an exact or near copy in Training",
     )
 
+if run.config.get("kind") == "ensemble":
+    members = ", ".join(
+        f"`{m}` ({w:.2f})" for m, w in zip(run.config["members"], run.config["member_weights"])
+    )
+    st.caption(f"Ensemble of {members}: the weighted mean of their probabilities.")
 sets = {"official Testing": metrics}
 if clean:
     sets["clean test set"] = clean
+table = dict(sets)
+if tta := run.read("tta.json"):  # python -m core evaluate RUN --tta
+    views = ", ".join(tta["views"])
+    table[f"official Testing, TTA ({views})"] = tta
+    table[f"clean test set, TTA ({views})"] = tta["clean"]
+if len(table) > 1:
     st.dataframe(
         pd.DataFrame(
             {
@@ -53,7 +64,7 @@ if clean:
                     "macro F1": m["macro_f1"],
                     "weighted F1": m["weighted_f1"],
                 }
-                for name, m in sets.items()
+                for name, m in table.items()
             }
         ).T.style.format(
             {"images": "{:.0f}", "accuracy": "{:.2%}", "macro F1": "{:.4f}", "weighted F1": "{:.4f}"}
