@@ -67,7 +67,9 @@ def launch(registry: Registry, config: TrainConfig, timeout: float = 120.0) -> R
         return run
 
 
-def launch_ensemble(registry: Registry, member_ids: list[str], weights: list[float]) -> str:
+def launch_ensemble(
+    registry: Registry, member_ids: list[str], weights: list[float], timeout: float = 120.0
+) -> str:
     """Start `python -m core ensemble` in the background; return the new run's id (the
     run appears in the registry at once and is evaluated in a few minutes)."""
     from core.ensemble import check_members, normalised
@@ -87,6 +89,12 @@ def launch_ensemble(registry: Registry, member_ids: list[str], weights: list[flo
             start_new_session=True,
         )
     threading.Thread(target=process.wait, daemon=True).start()
+    # Return once the run exists (seconds: TensorFlow's import), so it can be shown.
+    status = registry.root / run_id / "status.json"
+    wait_for(lambda: status.is_file() or process.poll() is not None, timeout)
+    if not status.is_file():
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise PipelineError(f"ensemble {run_id} did not start: {' '.join(tail) or 'the process exited'}")
     return run_id
 
 

@@ -275,6 +275,54 @@ def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
     assert by_label(at.slider, "Flag when the top probability is below").value == FLAG_BELOW
 
 
+def test_classify_with_tta_and_an_ensemble_side_by_side(app_env, dataset):
+    registry, run_id = app_env
+    shutil.copytree(registry.root / run_id, registry.root / "twin")
+    from core.ensemble import create_ensemble
+
+    create_ensemble(registry, [run_id, "twin"], run_id="ens")
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.session_state["active_run"] = "ens"
+    at.run()
+    at.switch_page("pages/classify.py").run()
+    by_label(at.toggle, "Test-time augmentation").set_value(True).run()
+    assert by_label(at.multiselect, "Views").value == ["original", "flip", "rotate+10", "rotate-10"]
+    by_label(at.toggle, "Members' maps side by side").set_value(True).run()
+    scan = jpeg_bytes(slice_image(3, np.random.default_rng(5), size=90))
+    at.get("file_uploader")[0].set_value([("scan.jpg", scan, "image/jpeg")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("TTA over 4 views" in m.value for m in at.markdown)
+    captions = [str(i.proto) for i in at.image]
+    assert len(captions) == 3  # the scan and one overlay per member
+    assert any("member_0" in c for c in captions) and any("member_1" in c for c in captions)
+    assert all("with TTA" in c for c in captions[1:])
+
+
+def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
+    registry, run_id = app_env
+    run = registry.get(run_id)
+    tta = dict(run.metrics, views=["original", "flip"])
+    run.write("tta.json", tta)
+    shutil.copytree(registry.root / run_id, registry.root / "twin")
+    at = start("pages/results.py")
+    frame = at.dataframe[0].value
+    assert "official Testing, TTA (original, flip)" in frame.index
+    at.switch_page("pages/compare.py").run()
+    assert "TTA accuracy" in at.dataframe[0].value.columns
+    by_label(at.number_input, f"Weight of {run_id}").set_value(3.0)
+    by_label(at.button, "Create ensemble").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (message,) = [s.value for s in at.success]
+    ensemble_id = message.split("`")[1]
+    ensemble = registry.get(ensemble_id)
+    assert wait_for(lambda: ensemble.state == "completed", timeout=600), ensemble.status
+    weights = dict(zip(ensemble.config["members"], ensemble.config["member_weights"]))
+    assert weights == {run_id: 0.75, "twin": 0.25}
+    at.switch_page("pages/results.py").run()
+    by_label(at.selectbox, "Run").set_value(ensemble_id).run()
+    assert any("Ensemble of" in c.value for c in at.caption)
+
+
 def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, dataset):
     registry = Registry(tmp_path / "fresh-models")
     monkeypatch.setenv("BTMRI_DATA", str(dataset))
