@@ -7,9 +7,9 @@ import streamlit as st
 
 from core.config import TrainConfig
 from core.dataset import split_validation
-from core.images import decode
+from core.errors import PipelineError
 from pages import charts
-from pages.shared import dataset_audit, image_properties, require_dataset
+from pages.shared import dataset_audit, image_properties, require_dataset, thumbnail
 
 st.title("Dataset")
 index = require_dataset()
@@ -54,10 +54,9 @@ with right:
         cols = st.columns(per_class)
         for col, sample in zip(cols, chosen):
             try:
-                image = decode(sample.path)
-                image.thumbnail((192, 192))
-                col.image(image, caption=f"{sample.path.name} ({image.width}x{image.height})")
-            except Exception as exc:  # a broken file is shown, not fatal
+                picture, (width, height) = thumbnail(str(sample.path), sample.path.stat().st_mtime_ns)
+                col.image(picture, caption=f"{sample.path.name} ({width}x{height})")
+            except (PipelineError, OSError) as exc:  # a broken file is shown, not fatal
                 col.error(f"{sample.path.name}: {exc}")
 
 st.subheader("Duplicates and train/test leakage")
@@ -108,11 +107,10 @@ if groups:
                 note = "identical bytes"
             else:
                 note = similarity.get(frozenset((first, m)), "same group")
+            path = index.root / audit.files[m]
             try:
-                image = decode(index.root / audit.files[m])
-                image.thumbnail((220, 220))
-                col.image(image)
-            except Exception as exc:
+                col.image(thumbnail(str(path), path.stat().st_mtime_ns)[0])
+            except (PipelineError, OSError) as exc:
                 col.error(str(exc))
             col.caption(
                 f"**{audit.splits[m]} / {audit.labels[m]}** · {audit.files[m].split('/')[-1]} · {note}"

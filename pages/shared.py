@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -99,6 +100,17 @@ def _properties(root: str, stamp: tuple) -> pd.DataFrame:
 def image_properties(root: str) -> pd.DataFrame:
     """One row per file from its header only (no pixel decoding), cached."""
     return _properties(root, _folder_stamp(root))
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def thumbnail(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A 192 px preview of a file and its original size, decoded once per file version."""
+    from core.images import decode
+
+    image = decode(Path(path))
+    size = image.size
+    image.thumbnail((192, 192))
+    return np.asarray(image), size
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
