@@ -33,6 +33,23 @@ TINY_TRAIN_ARGS = [
 ]
 
 
+def tiny_config(dataset: Path, **overrides):
+    """A TrainConfig for the generated dataset that trains in about a minute."""
+    from core.config import TrainConfig
+
+    settings = dict(
+        data_dir=str(dataset),
+        weights="none",
+        input_size=75,
+        batch_size=4,
+        head_epochs=2,
+        finetune_epochs=2,
+        unfreeze_from="mixed9",
+        patience=5,
+    )
+    return TrainConfig(**(settings | overrides))
+
+
 def run_cli(*args: str, models: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m core ...` in a real subprocess, as a user would run it."""
     command = [sys.executable, "-m", "core"]

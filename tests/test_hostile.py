@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import resource
 import shutil
 import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, tiny_config
 from corpus import corpus
 from streamlit.testing.v1 import AppTest
 
-from core.config import TrainConfig
 from core.errors import ConfigError, ImageDecodeError, PipelineError
 from core.images import load_rgb
 from core.inference import Classifier
@@ -96,16 +99,7 @@ def test_tampered_or_foreign_model_files_are_reported_not_run(tmp_path, trained)
 
 def test_sigkill_during_the_cache_build(dataset, tmp_path):
     registry = Registry(tmp_path / "models")
-    config = TrainConfig(
-        data_dir=str(dataset),
-        weights="none",
-        input_size=75,
-        batch_size=4,
-        cache_views=6,
-        head_epochs=1,
-        finetune_epochs=1,
-        unfreeze_from="mixed9",
-    )
+    config = tiny_config(dataset, cache_views=6, head_epochs=1, finetune_epochs=1)
     run = launch(registry, config)
     pid = run.status["pid"]
     try:
@@ -131,23 +125,7 @@ def test_sigkill_during_the_cache_build(dataset, tmp_path):
     assert again.state == "completed", again.status
 
 
-def _tiny_config(dataset, **overrides) -> TrainConfig:
-    settings = dict(
-        data_dir=str(dataset),
-        weights="none",
-        input_size=75,
-        batch_size=4,
-        head_epochs=2,
-        finetune_epochs=2,
-        unfreeze_from="mixed9",
-        patience=5,
-    )
-    return TrainConfig(**(settings | overrides))
-
-
 def _digests(folder) -> dict[str, str]:
-    import hashlib
-
     files = sorted(p for p in folder.iterdir() if p.is_file())
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
@@ -163,7 +141,7 @@ def test_sigkill_in_the_finetune_phase_keeps_the_checkpoint_and_other_runs(datas
     registry = Registry(tmp_path / "models")
     shutil.copytree(models / run_id, registry.root / run_id)
     before = _digests(registry.root / run_id)
-    run = launch(registry, _tiny_config(dataset, mode="end_to_end"))
+    run = launch(registry, tiny_config(dataset, mode="end_to_end"))
     pid = run.status["pid"]
 
     def fine_tuning() -> bool:
@@ -185,7 +163,7 @@ def test_sigkill_in_the_finetune_phase_keeps_the_checkpoint_and_other_runs(datas
 
 def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_model(dataset, tmp_path):
     registry = Registry(tmp_path / "models")
-    run = launch(registry, _tiny_config(dataset, finetune_epochs=0))
+    run = launch(registry, tiny_config(dataset, finetune_epochs=0))
     pid = run.status["pid"]
     partial = run.file(".checkpoint.tmp.keras")
     try:
@@ -204,10 +182,6 @@ def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_model(dataset, tmp
 def test_a_full_disk_while_saving_fails_the_run_with_a_clear_message(dataset, tmp_path):
     """The kernel's file-size limit makes every write past 20 MB fail as a full disk
     would: the model (~90 MB) cannot be saved, the small files can."""
-    import resource
-    import subprocess
-    import sys
-
     models = tmp_path / "models"
 
     def limit() -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+from conftest import tiny_config
 
 from core.config import TrainConfig
 from core.errors import TrainingBusyError
@@ -16,16 +17,7 @@ from core.registry import Registry, wait_for
 
 
 def slow_config(dataset) -> TrainConfig:
-    return TrainConfig(
-        data_dir=str(dataset),
-        weights="none",
-        input_size=75,
-        batch_size=4,
-        head_epochs=6,
-        finetune_epochs=3,
-        unfreeze_from="mixed9",
-        patience=10,
-    )
+    return tiny_config(dataset, head_epochs=6, finetune_epochs=3, patience=10)
 
 
 def folder_digest(path) -> str:
