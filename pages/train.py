@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from core.config import MODES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import MODES, STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
 from pages import charts
-from pages.shared import registry
+from pages.shared import inside_data_roots, registry
 
 st.title("Train")
 reg = registry()
@@ -105,7 +105,7 @@ with st.form("train"):
     max_per_class = c3.number_input(
         "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
     )
-    m1, m2 = st.columns([2, 1])
+    m1, m2, m3 = st.columns([2, 1, 1])
     mode = m1.radio(
         "Training mode",
         MODES,
@@ -115,6 +115,12 @@ with st.form("train"):
         "network on fresh augmentations every epoch (pick it on a GPU).",
     )
     cache_views = m2.number_input("Cached views per image", 1, 10, defaults.cache_views)
+    strategy = m3.selectbox(
+        "Devices",
+        STRATEGIES,
+        help="default: one device. mirrored: one model replica per GPU of this machine "
+        "(end_to_end mode); the batch size is then split across them.",
+    )
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")
     a1, a2, a3, a4, a5, a6 = st.columns(6)
@@ -130,6 +136,7 @@ if submitted:
     weights = {"imagenet": "imagenet", "none": "none"}.get(weights_kind, weights_file.strip())
     config = TrainConfig(
         data_dir=st.session_state.get("data_dir", ""),
+        strategy=strategy,
         weights=weights,
         input_size=int(input_size),
         batch_size=int(batch_size),
@@ -149,6 +156,7 @@ if submitted:
     try:
         from core.dataset import scan_dataset
 
+        config.data_dir = str(inside_data_roots(config.data_dir))
         scan_dataset(config.data_dir)
         with st.spinner("Starting the training process ..."):
             run = launch(reg, config)

@@ -323,6 +323,16 @@ def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
     assert any("Ensemble of" in c.value for c in at.caption)
 
 
+def test_train_page_refuses_a_bad_combination_before_launching(app_env):
+    registry, _ = app_env
+    before = [r.id for r in registry.list()]
+    at = start("pages/train.py")
+    by_label(at.selectbox, "Devices").set_value("mirrored")
+    at.get("form_submit_button")[0].click().run()
+    assert any("activation cache runs on one device" in e.value for e in at.error)
+    assert [r.id for r in registry.list()] == before
+
+
 def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, dataset):
     registry = Registry(tmp_path / "fresh-models")
     monkeypatch.setenv("BTMRI_DATA", str(dataset))
