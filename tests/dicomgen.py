@@ -139,4 +139,5 @@ def mixed_zip() -> bytes:
         archive.writestr("case2/broken.dcm", volume()[:300])
         archive.writestr("__MACOSX/case1/._scan.jpg", b"resource fork")
         archive.writestr("case2/.DS_Store", b"junk")
+        archive.writestr("../../etc/passwd", b"root:x:0:0")  # a name only: never a path we touch
     return out.getvalue()

@@ -254,8 +254,8 @@ def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
     at.get("file_uploader")[1].set_value([("cases.zip", mixed_zip(), "application/zip")]).run()
     assert not at.exception, [e.message for e in at.exception]
     table = at.dataframe[0].value
-    assert len(table) == 7 and table["error"].astype(bool).sum() == 2
-    assert any("**7** slices from 5 files" in m.value for m in at.markdown)
+    assert len(table) == 8 and table["error"].astype(bool).sum() == 3
+    assert any("**8** slices from 6 files" in m.value for m in at.markdown)
     assert any(b.label == "Download CSV" for b in at.get("download_button"))
     # Selecting rows shows their overlays (an unreadable row says why instead).
     at.session_state["batch-table"] = {"selection": {"rows": [0, 5], "columns": [], "cells": []}}
@@ -271,7 +271,7 @@ def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
     (cases / "a.jpg").write_bytes(scan_bytes(1, 9))
     by_label(at.text_input, "…or a folder on the server (inside the data area)").set_value(str(cases)).run()
     assert not at.exception, [e.message for e in at.exception]
-    assert len(at.dataframe[0].value) == 8
+    assert len(at.dataframe[0].value) == 9
     assert by_label(at.slider, "Flag when the top probability is below").value == FLAG_BELOW
 
 

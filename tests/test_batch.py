@@ -36,10 +36,11 @@ def test_a_zip_with_good_and_bad_files_gives_one_row_per_slice(classifier):
         "case2/IM0001",
         "case2/notes.txt",
         "case2/broken.dcm",
+        "../../etc/passwd",
     ]
     seen = []
     results = batch.classify(classifier, sources, chunk=2, progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1] == (5, 5)
+    assert seen[-1] == (6, 6)
     names = [r.name for r in results]
     assert names == [
         "case1/scan.jpg",
@@ -49,9 +50,11 @@ def test_a_zip_with_good_and_bad_files_gives_one_row_per_slice(classifier):
         "case2/IM0001",
         "case2/notes.txt",
         "case2/broken.dcm",
+        "../../etc/passwd",
     ]
-    assert [r.error is None for r in results] == [True] * 5 + [False] * 2
+    assert [r.error is None for r in results] == [True] * 5 + [False] * 3
     assert "not a readable image" in results[5].error and "DICOM" in results[6].error
+    assert "not a readable image" in results[7].error  # an odd name, read from the zip only
     # The frame a row came from is the image the model saw for it.
     image = batch.slice_image(sources, results[3], classifier.input_size)
     expected = classifier.probabilities(image)[0]
@@ -70,7 +73,7 @@ def test_the_csv_has_every_row_with_consistent_columns(classifier):
         *[f"p_{c}" for c in classifier.classes],
         "error",
     ]
-    assert len(rows) == 7
+    assert len(rows) == 8
     for row in rows:
         if row["error"]:
             assert row["predicted"] == "" and row["flagged"] == "True"
@@ -135,7 +138,7 @@ def test_predict_command_on_a_folder_writes_the_csv(trained, tmp_path):
     result = run_cli("predict", run_id, str(folder), str(archive), "--csv", str(out), models=models)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 5 + 7
+    assert len(rows) == 5 + 8
     files = [r["file"] for r in rows]
     assert files[:5] == [
         f"{folder}/IM0002",
@@ -145,7 +148,7 @@ def test_predict_command_on_a_folder_writes_the_csv(trained, tmp_path):
         f"{folder}/volume.dcm [frame 3/3]",
     ]
     assert files[5] == f"{archive}:case1/scan.jpg"
-    assert sum(bool(r["error"]) for r in rows) == 2
+    assert sum(bool(r["error"]) for r in rows) == 3
     assert "volume.dcm [frame 2/3]:" in result.stdout
     bad = run_cli(
         "predict", run_id, str(folder), "--csv", str(tmp_path / "no" / "such" / "dir.csv"), models=models
