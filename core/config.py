@@ -44,11 +44,14 @@ class TrainConfig:
     val_fraction: float = 0.15
     seed: int = 42
     dropout: float = 0.2
-    head_epochs: int = 5
+    # The defaults are the recipe measured on a 2-core CPU (README, Results): 96.6% on
+    # Testing in 25 minutes from an empty cache with the stand-in weights, whose blocks
+    # from mixed6 up were trained on another task and need fine-tuning.
+    head_epochs: int = 4
     head_lr: float = 1e-3
-    finetune_epochs: int = 10
+    finetune_epochs: int = 3
     finetune_lr: float = 1e-4  # the reference's Adam learning rate
-    unfreeze_from: str = "mixed8"  # first block trained in phase 2 ("none": skip it)
+    unfreeze_from: str = "mixed6"  # first block trained in phase 2 ("none": skip it)
     train_batchnorm: bool = False  # keep batch norm in inference mode while fine-tuning
     patience: int = 3
     max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
@@ -58,7 +61,7 @@ class TrainConfig:
     # and is stored on disk (fast on a CPU); "end_to_end": every epoch runs the whole
     # network on freshly augmented images (what a GPU user would pick).
     mode: str = "cached"
-    cache_views: int = 3  # stored views per training image: 1 plain + augmented ones
+    cache_views: int = 1  # stored views per training image: 1 plain + augmented ones
     cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
     strategy: str = "default"  # tf.distribute strategy (STRATEGIES); batch_size is the global batch
 
