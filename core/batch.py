@@ -110,8 +110,7 @@ def classify(
             pending.clear()
             images.clear()
 
-    for done, (name, source) in enumerate(sources, start=1):
-        position = done - 1
+    for position, (name, source) in enumerate(sources):
         for label, frame, image in _slices(name, source, classifier.input_size):
             if isinstance(image, str):
                 flush()  # keep the table in input order
@@ -122,7 +121,7 @@ def classify(
             if len(images) >= chunk:
                 flush()
         if progress:
-            progress(done, len(sources))
+            progress(position + 1, len(sources))
     flush()
     return results
 

@@ -231,10 +231,8 @@ def cmd_ensemble(args, registry: Registry) -> int:
             weights = [float(w) for w in args.member_weights.split(",")]
         except ValueError:
             raise PipelineError(f"--member-weights must be numbers: {args.member_weights!r}") from None
-    from core.ensemble import check_members, create_ensemble, normalised
+    from core.ensemble import create_ensemble  # checks the members before loading a model
 
-    check_members([registry.get(r) for r in args.runs])  # refused before TensorFlow loads models
-    normalised(weights, len(args.runs))
     index = scan_dataset(args.data) if args.data else None
     run = create_ensemble(registry, args.runs, weights, args.run_id, index, verbose=1)
     _print_summary(run)

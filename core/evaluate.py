@@ -170,29 +170,20 @@ def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: list, batch: int = 32, progress=None) -> dict:
     """Testing figures (official and clean) with test-time augmentation over `chosen`
     views; saved as tta.json and predictions-tta.csv beside the plain ones."""
-    from core.errors import ImageDecodeError
-    from core.images import load_rgb
+    from core.batch import classify
     from core.inference import Classifier
 
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
     classifier = Classifier(run)
-    files, labels, parts, skipped = [], [], [], {}
-    for start in range(0, len(index.testing), batch):
-        images = []
-        for sample in index.testing[start : start + batch]:
-            try:
-                images.append(load_rgb(sample.path, classifier.input_size))
-            except ImageDecodeError as exc:
-                skipped[index.relative(sample)] = str(exc)
-                continue
-            files.append(index.relative(sample))
-            labels.append(sample.label)
-        if images:
-            parts.append(classifier.probabilities(np.stack(images), tta=chosen))
-        if progress:
-            progress(min(start + batch, len(index.testing)), len(index.testing))
-    predictions = Predictions(files, np.array(labels, dtype=int), np.concatenate(parts), skipped)
+    sources = [(index.relative(s), s.path) for s in index.testing]
+    results = classify(classifier, sources, chunk=batch, progress=progress, tta=chosen)
+    skipped = {r.name: r.error for r in results if r.error}
+    kept = [(r, index.testing[r.source]) for r in results if not r.error]
+    files = [r.name for r, _ in kept]
+    labels = [sample.label for _, sample in kept]
+    probs = np.array([[r.probabilities[c] for c in index.classes] for r, _ in kept])
+    predictions = Predictions(files, np.array(labels, dtype=int), probs, skipped)
     clean = set(cached_audit(index, run.cache_dir).clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
     metrics.update(split="Testing", skipped=skipped, views=[v.name for v in chosen])

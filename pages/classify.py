@@ -117,7 +117,7 @@ def one_by_one(run, s: Settings) -> None:
         for column, (caption, picture) in zip(columns[1:], overlays):
             column.image(picture, caption=f"{caption} for {label}")
         columns[-1].plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
-        caption, picture = overlays[0] if len(overlays) == 1 else (f"{s.method}, member 1", overlays[0][1])
+        caption, picture = overlays[0]  # side by side: the first member's map
         report = scan_report_html(upload.name, image, picture, probs, run, caption, s.calibrated)
         st.download_button(
             "Report (HTML, prints to PDF)",
@@ -235,8 +235,9 @@ if st.toggle("Test-time augmentation", help="Average the prediction (and the sal
 side_by_side = False
 if run.config.get("kind") == "ensemble":
     side_by_side = st.toggle("Members' maps side by side", help="Otherwise their weighted mean")
+settings = Settings(method, alpha, colormap, calibrated, tta, side_by_side)
 scans, table = st.tabs(["One by one", "Batch"])
 with scans:
-    one_by_one(run, Settings(method, alpha, colormap, calibrated, tta, side_by_side))
+    one_by_one(run, settings)
 with table:
-    batch_table(run, Settings(method, alpha, colormap, calibrated, tta, side_by_side))
+    batch_table(run, settings)
