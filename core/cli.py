@@ -42,6 +42,12 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     p.add_argument(
+        "--train-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.train_batchnorm,
+        help="batch norm layers of the unfrozen blocks learn their statistics while fine-tuning",
+    )
+    p.add_argument(
         "--drop-duplicates",
         action="store_true",
         help="keep one image of each exact/near copy group in Training (see 'audit')",
@@ -69,8 +75,9 @@ def _train_parser(sub) -> None:
         "--strategy",
         choices=STRATEGIES,
         default=defaults.strategy,
-        help="tf.distribute: default (one device) or mirrored (every GPU of this machine, "
-        "end_to_end mode); --batch-size is then the global batch",
+        help="tf.distribute: default (one device), mirrored (every GPU of this machine) or "
+        "multi_worker (the machines in TF_CONFIG: run the same command on each); end_to_end "
+        "mode; --batch-size is then the global batch",
     )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
@@ -132,6 +139,10 @@ def cmd_train(args, registry: Registry) -> int:
         if not args.data:
             raise PipelineError("give the dataset folder: python -m core train DATA")
         config = _config_from_args(args).validate()
+        if config.strategy == "multi_worker":
+            from core.distribute import cluster_from_env
+
+            cluster_from_env()  # a missing or wrong TF_CONFIG fails before a run is created
         scan_dataset(config.data_dir)  # a wrong folder fails here, before a run is created
         if holder := registry.lock_holder():
             raise PipelineError(f"a training is already running: {holder}")
@@ -165,6 +176,7 @@ def _config_from_args(args) -> TrainConfig:
         seed=args.seed,
         max_per_class=args.max_per_class,
         augment=AugmentConfig(enabled=not args.no_augment),
+        train_batchnorm=args.train_batchnorm,
         mode=args.mode,
         cache_views=args.cache_views,
         cache_boundary=args.cache_boundary,

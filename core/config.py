@@ -14,8 +14,10 @@ BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
 MODES = ("cached", "end_to_end")
 # "default": one device. "mirrored": data parallel over this machine's GPUs (or its
-# logical CPU devices when it has none), one model replica per device.
-STRATEGIES = ("default", "mirrored")
+# logical CPU devices when it has none), one model replica per device. "multi_worker":
+# the same across machines listed in TF_CONFIG (command line only).
+STRATEGIES = ("default", "mirrored", "multi_worker")
+ONE_MACHINE_STRATEGIES = STRATEGIES[:2]  # what the app offers: it starts one process
 
 # Predictions whose top probability is below this are flagged for a human look.
 FLAG_BELOW = 0.6

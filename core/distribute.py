@@ -1,16 +1,42 @@
 """Which devices a training runs on: a tf.distribute strategy from the run's config.
 
-"mirrored" keeps one replica of the model per device and averages their gradients
-each step; the batch size in the config is then the global batch, split across them.
-Across machines (MultiWorkerMirroredStrategy through TF_CONFIG) Keras 3.15's Model.fit
-fails (keras-team/keras#20585, reproduced here), so it is not offered.
+"mirrored" keeps one replica of the model per device of this machine and averages
+their gradients each step. "multi_worker" does the same across machines described by
+the TF_CONFIG environment variable (one process per machine, the same command on
+each). In both, the batch size in the config is the global batch, split across the
+replicas.
 """
 
 from __future__ import annotations
 
+import json
+import os
+
 import tensorflow as tf
 
 from core.errors import ConfigError
+
+TF_CONFIG_HELP = (
+    'set TF_CONFIG on every machine, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+    '"task": {"type": "worker", "index": 0}} (index 0 on the first machine, 1 on the second ...)'
+)
+
+
+def cluster_from_env() -> tuple[int, int]:
+    """(number of workers, this worker's index) from TF_CONFIG, or a ConfigError."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ConfigError(f"strategy multi_worker needs the cluster in TF_CONFIG: {TF_CONFIG_HELP}")
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        task = config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"TF_CONFIG is not a valid cluster description: {TF_CONFIG_HELP}") from None
+    if task.get("type") != "worker" or not 0 <= index < len(workers):
+        raise ConfigError(f"TF_CONFIG's task must be one of its workers: {TF_CONFIG_HELP}")
+    return len(workers), index
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -21,11 +47,24 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         # Without a GPU, the CPU devices (one unless logical CPUs were configured).
         devices = gpus or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        cluster_from_env()
+        # Must come before TensorFlow runs any op: it configures the collectives.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown strategy {name!r}")
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def describe(strategy: tf.distribute.Strategy) -> dict:
-    return {
+    info: dict = {
         "strategy": type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),
     }
+    if is_multi_worker(strategy):
+        # Its class is CollectiveAllReduceStrategy; the public name is what users know.
+        info["strategy"] = "MultiWorkerMirroredStrategy"
+        info["workers"], info["worker"] = cluster_from_env()
+    return info

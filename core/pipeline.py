@@ -82,13 +82,21 @@ def make_dataset(
     *,
     shuffle_seed: int | None = None,
     augmenter: keras.Sequential | None = None,
+    shard: tuple[int, int] = (1, 0),
 ) -> tf.data.Dataset:
-    """Batches of (float32 RGB in [0, 255], one-hot label). Preprocessing is in the model."""
+    """Batches of (float32 RGB in [0, 255], one-hot label). Preprocessing is in the model.
+
+    `shard` (count, index) keeps every count-th file from the index-th: one worker's
+    share when training on several machines. Workers shuffle with the same seed, so
+    their shares of each epoch are disjoint.
+    """
     paths = [str(s.path) for s in samples]
     labels = [s.label for s in samples]
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if shard[0] > 1:
+        ds = ds.shard(*shard)  # before decoding: a worker never reads another's files
     decode = _decoder(image_size, skipped)
 
     def load(path: tf.Tensor, label: tf.Tensor):

@@ -28,9 +28,10 @@ from core.audit import cached_audit
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import fingerprint, scan_dataset, split_validation, subsample
-from core.distribute import describe, make_strategy
+from core.distribute import describe, is_multi_worker, make_strategy
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import evaluate_run
+from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
 from core.model import build_model, save_model, set_trainable
 from core.pipeline import SkippedFiles, build_augmenter, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
@@ -66,11 +67,20 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._handles_signals = False
 
     def install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._event.set())
+            self._handles_signals = True
+
+    def reclaim_signals(self) -> None:
+        """Install the handlers again if they were: MultiWorkerMirroredStrategy's
+        coordination service takes SIGTERM over in native code (as a preemption
+        notice), and a Stop would then never reach this flag."""
+        if self._handles_signals:
+            self.install_signal_handlers()
 
     def set(self) -> None:
         self._event.set()
@@ -319,10 +329,23 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     strategy = make_strategy(config.strategy)
     with strategy.scope():  # variables (and optimizer slots) mirrored on each replica
         model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
+    multi_worker = is_multi_worker(strategy)
+    if multi_worker:
+        stop.reclaim_signals()
+    if multi_worker and config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"batch size {config.batch_size} does not split evenly over "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+    if multi_worker and config.train_batchnorm:
+        use_synchronized_batchnorm(model)
+    # Across machines, a stop takes effect when all workers have agreed on it (see
+    # core.loop); the recorder and the phase loop watch that agreement, not the signal.
+    control = StopFlag() if multi_worker else stop
     n_other = len(val_samples) + len(index.testing)
     check_disk_space(run, cache_root, config, model, len(train_samples), n_other)
     skipped = SkippedFiles()
-    recorder = RunRecorder(run, phases, model, stop)
+    recorder = RunRecorder(run, phases, model, control)
     start = time.monotonic()
     if config.mode == "cached":
         feed: Feed = CachedFeed(
@@ -340,7 +363,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped)
 
     for i, phase in enumerate(phases):
-        if stop.requested:
+        if control.requested:
             break
         trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
         recorder.start_phase(i, batches)
@@ -356,17 +379,22 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         )
         start = time.monotonic()
         try:
-            trainable.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=phase.epochs,
-                callbacks=[recorder, early],
-                verbose=verbose,
-            )
+            if multi_worker:
+                train_fn, val_fn = feed.input_functions()
+                callbacks = [recorder, early]
+                fit_distributed(trainable, strategy, train_fn, val_fn, phase.epochs, callbacks, stop, control)
+            else:
+                trainable.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=phase.epochs,
+                    callbacks=[recorder, early],
+                    verbose=verbose,
+                )
         finally:
             timings[f"{phase.name}_s"] = time.monotonic() - start
             run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
-        if stop.requested:
+        if control.requested:
             raise StopRequested
 
     # The best epoch over both phases is the run's model: the checkpoint becomes it.
@@ -396,25 +424,46 @@ class Feed:
     def describe(self) -> dict:
         return {}
 
+    def input_functions(self) -> tuple[InputFunction, InputFunction]:
+        """Training and validation batches for one worker of several (core.loop)."""
+        raise PipelineError("only end_to_end mode trains across machines")
+
 
 class ImageFeed(Feed):
     """End to end: decoded, freshly augmented images through the whole network."""
 
     def __init__(self, config: TrainConfig, train: list, val: list, n: int, skipped: SkippedFiles):
-        self.train = make_dataset(
-            train,
-            n,
-            config.input_size,
-            config.batch_size,
-            skipped,
-            shuffle_seed=config.seed,
-            augmenter=build_augmenter(config.augment, config.seed),
-        )
-        self.val = make_dataset(val, n, config.input_size, config.batch_size, skipped)
+        self.config, self.samples, self.n, self.skipped = config, {"train": train, "val": val}, n, skipped
+        self.augmenter = build_augmenter(config.augment, config.seed)
+        self.train = self._dataset("train", config.batch_size)
+        self.val = self._dataset("val", config.batch_size)
         self.batches = math.ceil(len(train) / config.batch_size)
+
+    def _dataset(self, split: str, batch_size: int, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+        training = split == "train"
+        return make_dataset(
+            self.samples[split],
+            self.n,
+            self.config.input_size,
+            batch_size,
+            self.skipped,
+            shuffle_seed=self.config.seed if training else None,
+            augmenter=self.augmenter if training else None,
+            shard=shard,
+        )
 
     def for_phase(self, model, phase):
         return model, self.train, self.val, self.batches
+
+    def input_functions(self) -> tuple[InputFunction, InputFunction]:
+        def share(split: str) -> InputFunction:
+            def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
+                batch = context.get_per_replica_batch_size(self.config.batch_size)
+                return self._dataset(split, batch, (context.num_input_pipelines, context.input_pipeline_id))
+
+            return make
+
+        return share("train"), share("val")
 
     def describe(self) -> dict:
         return {"mode": "end_to_end"}

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.config import MODES, STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import MODES, ONE_MACHINE_STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
@@ -117,9 +117,10 @@ with st.form("train"):
     cache_views = m2.number_input("Cached views per image", 1, 10, defaults.cache_views)
     strategy = m3.selectbox(
         "Devices",
-        STRATEGIES,
+        ONE_MACHINE_STRATEGIES,
         help="default: one device. mirrored: one model replica per GPU of this machine "
-        "(end_to_end mode); the batch size is then split across them.",
+        "(end_to_end mode); the batch size is then split across them. Training across "
+        "machines (multi_worker) starts from the command line on each machine.",
     )
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")

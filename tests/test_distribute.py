@@ -1,13 +1,20 @@
-"""Training under tf.distribute: MirroredStrategy with two replicas on this CPU."""
+"""Training under tf.distribute: MirroredStrategy with two replicas on this CPU, and
+MultiWorkerMirroredStrategy with two worker processes on localhost."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 from core.config import TrainConfig
 from core.errors import ConfigError
@@ -67,3 +74,98 @@ def test_strategy_options_are_checked_before_work(dataset, tmp_path):
     result = run_cli("train", str(dataset), "--strategy", "mirrored", models=tmp_path / "models")
     assert result.returncode == 2 and "--mode end_to_end" in result.stderr
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_worker(index: int, ports: list[int], dataset, models, *extra: str) -> subprocess.Popen:
+    """`python -m core train` as one machine of a cluster would run it."""
+    tf_config = {
+        "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+        "task": {"type": "worker", "index": index},
+    }
+    command = [sys.executable, "-m", "core", "--models", str(models), "train", str(dataset)]
+    command += [*TINY_TRAIN_ARGS, "--mode", "end_to_end", "--strategy", "multi_worker", "--run-id", "mw"]
+    return subprocess.Popen(
+        command + list(extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def test_two_workers_on_localhost_train_one_model_together(dataset, tmp_path):
+    ports = free_ports(2)
+    registries = [tmp_path / f"worker{i}" for i in range(2)]
+    # Batch norm trains too, so that its moving averages (no gradients) are shared as well.
+    workers = [start_worker(i, ports, dataset, registries[i], "--train-batchnorm") for i in range(2)]
+    logs = [w.communicate(timeout=900)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(log[-3000:] for log in logs)
+
+    runs = [Registry(r).get("mw") for r in registries]
+    assert [r.state for r in runs] == ["completed", "completed"]
+    for i, run in enumerate(runs):
+        meta = run.read("meta.json")["distribute"]
+        assert meta == {"strategy": "MultiWorkerMirroredStrategy", "replicas": 2, "workers": 2, "worker": i}
+    # Each worker went through its own share of the training images; together, all of them.
+    data = runs[0].read("data.json")
+    train_files = {str(Path(data["root"], f)) for f in data["files"]["train"]}
+    skipped = set().union(*(run.read("meta.json")["skipped_files"] for run in runs))
+    n_train = len(train_files - skipped)  # the generated corrupt file is left out, once
+    for epoch in zip(*(run.history for run in runs)):
+        shares = [e["worker_examples"] for e in epoch]
+        assert sum(shares) == n_train == epoch[0]["examples"]
+        assert min(shares) >= n_train // 2 - 4  # an even split, up to one per-replica batch
+        # One model: the same losses, reduced over both workers, on both sides.
+        assert epoch[0]["loss"] == epoch[1]["loss"] and epoch[0]["val_loss"] == epoch[1]["val_loss"]
+    # ... and the same weights, batch norm statistics included, in both saved models.
+    from core.model import load_model
+
+    weights = [load_model(run.model_path).get_weights() for run in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+    assert runs[0].metrics["accuracy"] == runs[1].metrics["accuracy"]
+
+
+def test_a_stop_on_one_worker_stops_all_workers_at_the_same_step(dataset, tmp_path):
+    ports = free_ports(2)
+    registries = [tmp_path / f"worker{i}" for i in range(2)]
+    workers = [start_worker(i, ports, dataset, registries[i], "--finetune-epochs", "5") for i in range(2)]
+    progress = registries[1] / "mw" / "progress.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and workers[1].poll() is None:
+        state = json.loads(progress.read_text()) if progress.is_file() else {}
+        if state.get("phase") == "finetune" and state.get("stage") == "training":
+            break
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGTERM)  # the Stop button (or Ctrl-C) on worker 1 only
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], "\n".join(log[-3000:] for log in logs)
+
+    runs = [Registry(r).get("mw") for r in registries]
+    # Worker 0 was not signalled, yet it stopped too, instead of waiting for worker 1.
+    assert [r.state for r in runs] == ["stopped", "stopped"]
+    assert [len(r.history) for r in runs][0] == len(runs[1].history) < 6
+    from core.model import load_model
+
+    weights = [load_model(run.model_path).get_weights() for run in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_multi_worker_needs_a_cluster_description(dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    models = tmp_path / "models"
+    result = run_cli(
+        "train", str(dataset), "--mode", "end_to_end", "--strategy", "multi_worker", models=models
+    )
+    assert result.returncode == 2 and "TF_CONFIG" in result.stderr
+    assert not models.exists() or not any(models.iterdir())
