@@ -5,8 +5,10 @@ lower blocks again. Here those blocks run once per image and per augmented view,
 their output (the "boundary" activations, float16) is kept on disk under a key made of
 the weights, the input size, the boundary block and the augmentation settings; each
 file is named by the image's content hash and view. Any later run with the same
-backbone and data reuses them. Files are written atomically, so a killed build leaves
-only whole files behind.
+backbone and data reuses them. A cache cut higher up is derived from one cut lower down
+when there is one (only the blocks in between run, on the stored activations), so a run
+that unfreezes fewer blocks never decodes an image again. Files are written
+atomically, so a killed build leaves only whole files behind.
 """
 
 from __future__ import annotations
@@ -15,21 +17,22 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from core.config import TrainConfig
+from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
 from core.errors import ImageDecodeError
 from core.images import load_rgb
 from core.pipeline import SkippedFiles, build_augmenter
 
 Progress = Callable[[int, int], None]
+Todo = list[tuple[Sample, int]]  # (image, view) pairs still to store
 
 
 def weights_id(weights: str, seed: int) -> str:
@@ -61,8 +64,9 @@ class ActivationCache:
     """Boundary activations of one backbone configuration, one .npy file per view."""
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
-        self.config = config
+        self.config, self.root = config, Path(root)
         self.folder = self.folder_for(root, config)
+        self.derived: dict[str, int] = {}  # lower boundary -> views derived from its cache
         self.folder.mkdir(parents=True, exist_ok=True)
         spec = self.folder / "spec.json"
         if not spec.exists():
@@ -72,8 +76,8 @@ class ActivationCache:
     def folder_for(root: Path, config: TrainConfig) -> Path:
         return Path(root) / cache_key(config)
 
-    def path(self, digest: str, view: int, kind: str = "boundary") -> Path:
-        return self.folder / f"{digest}_v{view}_{kind}.npy"
+    def path(self, digest: str, view: int, kind: str = "boundary", folder: Path | None = None) -> Path:
+        return (folder or self.folder) / f"{digest}_v{view}_{kind}.npy"
 
     def build(
         self,
@@ -94,9 +98,50 @@ class ActivationCache:
             (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
         ]
         if todo:
+            todo = self._derive(model, todo, digests, progress, batch_size)
+        if todo:
             self._compute(model, todo, digests, skipped, progress, batch_size)
         bad = skipped.as_dict()
         return {s: d for s, d in digests.items() if str(s.path) not in bad}
+
+    def _lower_caches(self) -> Iterator[tuple[str, Path]]:
+        """Caches of the same backbone, data and views cut at a lower block, nearest first
+        (the fewer blocks left to run, the cheaper)."""
+        boundary = self.config.boundary()
+        for lower in reversed(BLOCKS[: BLOCKS.index(boundary)]):
+            folder = self.folder_for(self.root, replace(self.config, cache_boundary=lower))
+            if folder.is_dir():
+                yield lower, folder
+
+    def _derive(self, model, todo: Todo, digests, progress, batch_size) -> Todo:
+        """Store what a lower cache holds by running the blocks in between; return the rest.
+
+        The result differs from a computation from the images only by the float16
+        rounding of the lower activations. The pooled features do not depend on the
+        cut, so they are copied.
+        """
+        for lower, folder in self._lower_caches():
+            here = [(s, v) for s, v in todo if self.path(digests[s], v, "pooled", folder).exists()]
+            if not here:
+                continue
+            boundary = model.get_layer(self.config.boundary()).output
+            between = keras.Model(model.get_layer(lower).output, boundary)
+            forward = tf.function(lambda x, m=between: m(x, training=False), reduce_retracing=True)
+            for start in range(0, len(here), batch_size):
+                chunk = here[start : start + batch_size]
+                x = np.stack([np.load(self.path(digests[s], v, folder=folder)) for s, v in chunk])
+                upper = forward(tf.constant(x, tf.float32)).numpy().astype(np.float16)
+                for (sample, view), activations in zip(chunk, upper):
+                    digest = digests[sample]
+                    _save_atomic(self.path(digest, view), activations)
+                    pooled = np.load(self.path(digest, view, "pooled", folder))
+                    _save_atomic(self.path(digest, view, "pooled"), pooled)  # last: marks it complete
+                if progress:
+                    progress(min(start + batch_size, len(here)), len(here))
+            self.derived[lower] = self.derived.get(lower, 0) + len(here)
+            done = set(here)
+            todo = [item for item in todo if item not in done]
+        return todo
 
     def _compute(self, model, todo, digests, skipped, progress, batch_size) -> None:
         outputs = [model.get_layer(self.config.boundary()).output, model.get_layer("avg_pool").output]

@@ -528,6 +528,8 @@ class CachedFeed(Feed):
             "boundary": self.config.boundary(),
             "views": self.config.cache_views,
             "cache_reused": bool(self.reused),
+            # Views computed from a lower cache's activations instead of from the images.
+            "derived_from": self.cache.derived,
         }
 
 

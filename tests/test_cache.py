@@ -125,3 +125,22 @@ def test_cached_run_records_its_cache_and_reuses_it(trained, dataset, tmp_path):
     again = json.loads((models / "again" / "meta.json").read_text())
     assert again["feed"]["cache_key"] == meta["feed"]["cache_key"]
     assert again["feed"]["cache_reused"] is True
+
+
+def test_a_higher_cut_is_derived_from_a_lower_cache(setup, tmp_path):
+    config, model, samples, cache, digests = setup  # cut at mixed8, two views
+    higher = replace(config, unfreeze_from="mixed10")  # cut at mixed9, same backbone and views
+    derived = ActivationCache(cache.folder.parent, higher)
+    assert derived.build(model, samples, 2, SkippedFiles()) == digests
+    assert derived.derived == {"mixed8": 2 * len(samples)}  # no image was decoded again
+    # The same numbers as from the images, up to the float16 rounding of mixed8.
+    direct = ActivationCache(tmp_path, higher)
+    direct.build(model, samples, 2, SkippedFiles())
+    assert direct.derived == {}
+    for sample in samples:
+        for view in range(2):
+            a, b = (np.load(c.path(digests[sample], view)).astype(np.float32) for c in (derived, direct))
+            np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2)
+            pooled = [np.load(c.path(digests[sample], view, "pooled")) for c in (derived, direct, cache)]
+            assert np.array_equal(pooled[0], pooled[2])
+            np.testing.assert_allclose(pooled[0], pooled[1], rtol=1e-2, atol=1e-2)
