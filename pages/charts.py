@@ -86,14 +86,23 @@ def probabilities(probs: dict[str, float]) -> go.Figure:
 
 
 def sizes(properties: pd.DataFrame) -> go.Figure:
+    """One marker per class, split and image size, its area growing with the number of
+    images: one marker per image (7,000 on the full dataset) made the page slow to draw."""
+    groups = (
+        properties.groupby(["class", "split", "width", "height"])
+        .agg(images=("file", "size"), example=("file", "first"), mode=("mode", "first"))
+        .reset_index()
+    )
     fig = px.scatter(
-        properties,
+        groups,
         x="width",
         y="height",
         color="class",
         symbol="split",
-        opacity=0.5,
-        hover_data=["file", "mode", "format"],
+        size="images",
+        size_max=28,
+        opacity=0.6,
+        hover_data=["images", "example", "mode"],
     )
     fig.update_layout(margin=dict(t=30, b=10), height=420)
     return fig
