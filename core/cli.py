@@ -8,7 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from core.config import BLOCKS, FLAG_BELOW, MODES, STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import (
+    BLOCKS,
+    FLAG_BELOW,
+    MODES,
+    SCHEDULES,
+    STRATEGIES,
+    UNFREEZE_CHOICES,
+    AugmentConfig,
+    TrainConfig,
+)
 from core.dataset import scan_dataset
 from core.errors import PipelineError
 from core.registry import DEFAULT_MODELS_DIR, Registry
@@ -32,6 +41,12 @@ def _train_parser(sub) -> None:
     p.add_argument("--head-lr", type=float, default=defaults.head_lr)
     p.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
+    p.add_argument(
+        "--finetune-schedule",
+        choices=SCHEDULES,
+        default=defaults.finetune_schedule,
+        help="constant, or cosine: from --finetune-lr down to 0 over the fine-tuning epochs",
+    )
     p.add_argument("--unfreeze-from", choices=UNFREEZE_CHOICES, default=defaults.unfreeze_from)
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--dropout", type=float, default=defaults.dropout)
@@ -169,6 +184,7 @@ def _config_from_args(args) -> TrainConfig:
         head_lr=args.head_lr,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
+        finetune_schedule=args.finetune_schedule,
         unfreeze_from=args.unfreeze_from,
         val_fraction=args.val_fraction,
         dropout=args.dropout,

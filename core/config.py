@@ -13,6 +13,9 @@ MIN_INPUT_SIZE = 75
 BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
 MODES = ("cached", "end_to_end")
+# How the fine-tuning learning rate moves: "constant", or "cosine" (from finetune_lr
+# down to 0 over the phase's epochs: large steps first, small ones to settle).
+SCHEDULES = ("constant", "cosine")
 # "default": one device. "mirrored": data parallel over this machine's GPUs (or its
 # logical CPU devices when it has none), one model replica per device. "multi_worker":
 # the same across machines listed in TF_CONFIG (command line only).
@@ -53,6 +56,7 @@ class TrainConfig:
     head_lr: float = 1e-3
     finetune_epochs: int = 3
     finetune_lr: float = 1e-4  # the reference's Adam learning rate
+    finetune_schedule: str = "constant"
     unfreeze_from: str = "mixed6"  # first block trained in phase 2 ("none": skip it)
     train_batchnorm: bool = False  # keep batch norm in inference mode while fine-tuning
     patience: int = 3
@@ -95,6 +99,10 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.max_per_class is not None and self.max_per_class < 2:
             raise ConfigError("max_per_class must be at least 2")
+        if self.finetune_schedule not in SCHEDULES:
+            raise ConfigError(
+                f"finetune_schedule must be one of {', '.join(SCHEDULES)}; got {self.finetune_schedule!r}"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.mode == "cached":

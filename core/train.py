@@ -43,12 +43,20 @@ class Phase:
     unfreeze_from: str
     epochs: int
     learning_rate: float
+    schedule: str = "constant"
+
+    def optimizer(self, batches: int) -> keras.optimizers.Optimizer:
+        rate = self.learning_rate
+        if self.schedule == "cosine":
+            rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=self.epochs * batches)
+        return keras.optimizers.Adam(rate)
 
 
 def plan_phases(config: TrainConfig) -> list[Phase]:
     phases = [Phase("head", "none", config.head_epochs, config.head_lr)]
     if config.unfreeze_from != "none":
-        phases.append(Phase("finetune", config.unfreeze_from, config.finetune_epochs, config.finetune_lr))
+        epochs, rate, schedule = config.finetune_epochs, config.finetune_lr, config.finetune_schedule
+        phases.append(Phase("finetune", config.unfreeze_from, epochs, rate, schedule))
     phases = [p for p in phases if p.epochs > 0]
     if not phases:
         raise ConfigError("nothing to train: every phase has 0 epochs")
@@ -370,7 +378,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
         with strategy.scope():
             trainable.compile(
-                optimizer=keras.optimizers.Adam(phase.learning_rate),
+                optimizer=phase.optimizer(batches),
                 loss="categorical_crossentropy",
                 metrics=["accuracy"],
             )

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.config import MODES, ONE_MACHINE_STRATEGIES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import MODES, ONE_MACHINE_STRATEGIES, SCHEDULES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
@@ -96,6 +96,17 @@ with st.form("train"):
     head_lr = c2.number_input("Head learning rate", 1e-6, 1.0, defaults.head_lr, format="%.5f")
     finetune_epochs = c2.number_input("Fine-tuning epochs", 0, 200, defaults.finetune_epochs)
     finetune_lr = c2.number_input("Fine-tuning learning rate", 1e-7, 1.0, defaults.finetune_lr, format="%.6f")
+    schedule = c2.selectbox(
+        "Fine-tuning schedule",
+        SCHEDULES,
+        index=SCHEDULES.index(defaults.finetune_schedule),
+        help="cosine: the learning rate falls from the value above to 0 over the fine-tuning epochs",
+    )
+    train_batchnorm = c2.checkbox(
+        "Batch norm learns while fine-tuning",
+        defaults.train_batchnorm,
+        help="The unfrozen blocks' batch norm layers adapt their statistics to these images",
+    )
     unfreeze = c2.selectbox(
         "Unfreeze from", UNFREEZE_CHOICES, index=UNFREEZE_CHOICES.index(defaults.unfreeze_from)
     )
@@ -145,6 +156,8 @@ if submitted:
         head_lr=float(head_lr),
         finetune_epochs=int(finetune_epochs),
         finetune_lr=float(finetune_lr),
+        finetune_schedule=schedule,
+        train_batchnorm=train_batchnorm,
         unfreeze_from=unfreeze,
         val_fraction=float(val_fraction),
         seed=int(seed),

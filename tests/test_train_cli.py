@@ -195,3 +195,17 @@ def test_export_savedmodel_serves_the_same_probabilities(trained, tmp_path):
     )
     again = run_cli("export", run_id, "--out", str(target), models=models)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_cosine_schedule_falls_from_the_fine_tuning_rate_to_zero(dataset):
+    from conftest import tiny_config
+
+    from core.train import plan_phases
+
+    head, finetune = plan_phases(tiny_config(dataset, finetune_schedule="cosine", finetune_lr=3e-4))
+    assert float(head.optimizer(10).learning_rate) == pytest.approx(head.learning_rate)  # constant
+    schedule = finetune.optimizer(batches=10)._learning_rate
+    rates = [float(schedule(step)) for step in (0, 10, 20)]  # 2 epochs of 10 batches
+    assert rates[0] == pytest.approx(3e-4) and rates[1] == pytest.approx(1.5e-4) and rates[2] == 0.0
+    with pytest.raises(Exception, match="finetune_schedule must be one of"):
+        tiny_config(dataset, finetune_schedule="linear").validate()
