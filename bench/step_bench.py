@@ -1,0 +1,89 @@
+"""Benchmark: seconds per fine-tuning step of the cached path, under TensorFlow settings.
+
+    .venv/bin/python bench/step_bench.py            # ~8 min on a 2-core CPU
+
+The fine-tuning epoch of the cached mode is the largest part of a run: the blocks above
+the boundary (default mixed6-mixed10, from cached mixed5 activations) forward and
+backward, batch 32. This times one such step in a fresh process per setting: oneDNN
+optimisations off/on (TF_ENABLE_ONEDNN_OPTS), XLA compilation (jit_compile) off/on,
+batch norm frozen/training. Inputs are random activations of the right shape: the
+arithmetic does not depend on the values. Prints the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, machine, standin_weights  # noqa: E402
+
+STEPS = 8
+
+ONE_SETTING = """
+import json, sys, time
+import keras, numpy as np
+from core.model import build_model, set_trainable
+weights, jit, train_bn, steps = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", int(sys.argv[4])
+model = build_model(4, 299, weights, 0.2)
+upper = keras.Model(model.get_layer("mixed5").output, model.output)
+set_trainable(model, "mixed6", train_bn)
+upper.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=jit)
+rng = np.random.default_rng(0)
+x = rng.random((32, *upper.input.shape[1:]), dtype=np.float32)
+y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 32)]
+start = time.monotonic()
+upper.train_on_batch(x, y)  # traces (and compiles, with XLA)
+first = time.monotonic() - start
+times = []
+for _ in range(steps):
+    start = time.monotonic()
+    upper.train_on_batch(x, y)
+    times.append(time.monotonic() - start)
+print(json.dumps({"first_s": first, "median_s": float(np.median(times))}))
+"""
+
+
+def measure(onednn: bool, jit: bool, train_bn: bool, weights: Path) -> dict:
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [str(weights), str(int(jit)), str(int(train_bn)), str(STEPS)]
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_SETTING, *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode:
+        return {"error": result.stderr.strip().splitlines()[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    print("=== bench/step_bench.py ===")
+    print("machine:", machine())
+    weights = standin_weights()
+    print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, batch 32, {STEPS} timed")
+    settings = [
+        (False, False, False),
+        (True, False, False),
+        (False, True, False),
+        (True, True, False),
+        (True, False, True),
+    ]
+    for onednn, jit, train_bn in settings:
+        figures = measure(onednn, jit, train_bn, weights)
+        name = f"oneDNN {'on ' if onednn else 'off'}  XLA {'on ' if jit else 'off'}  batch norm "
+        name += "training" if train_bn else "frozen  "
+        if "error" in figures:
+            print(f"  {name}  failed: {figures['error']}")
+            continue
+        per_image = 32 / figures["median_s"]
+        print(
+            f"  {name}  {figures['median_s']:.2f} s/step ({per_image:.1f} img/s; an epoch of 4,855 "
+            f"images {4855 / per_image:.0f} s); first step {figures['first_s']:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
