@@ -54,6 +54,7 @@ class Predictions:
     y_true: np.ndarray
     probabilities: np.ndarray  # shape (n, classes)
     skipped: dict[str, str]
+    source: str = "images"  # or "cached activations" (core.train's cached mode)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -101,13 +102,19 @@ def clean_metrics(predictions: Predictions, clean_files: set[str], classes: list
 
 
 def evaluate_run(
-    run: Run, index: DatasetIndex, model=None, verbose: int = 0, audit: Audit | None = None
+    run: Run,
+    index: DatasetIndex,
+    model=None,
+    verbose: int = 0,
+    audit: Audit | None = None,
+    validation: Predictions | None = None,
 ) -> dict:
     """Predict the Testing split with a run's model; save metrics.json and predictions.csv.
 
     metrics.json holds the official Testing figures at the top level and the same
     figures on the clean test set (Testing minus copies of Training images, from the
-    dataset audit) under "clean".
+    dataset audit) under "clean". `validation`: the validation images' predictions when
+    the caller has them already (calibration needs them); otherwise they are computed.
     """
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
@@ -122,27 +129,27 @@ def evaluate_run(
     metrics["clean"] = clean_metrics(predictions, clean, index.classes)
     csv_text = predictions.to_csv(index.classes, clean)
     atomic_write_bytes(run.file("predictions.csv"), csv_text.encode())
-    calibration = calibrate(run, index, model, predictions, verbose)
+    calibration = calibrate(run, index, model, predictions, verbose, validation)
     if calibration:
         run.write("calibration.json", calibration)
     run.write("metrics.json", metrics)
     return metrics
 
 
-def calibrate(run: Run, index: DatasetIndex, model, test: Predictions, verbose: int = 0) -> dict | None:
+def calibrate(
+    run: Run,
+    index: DatasetIndex,
+    model,
+    test: Predictions,
+    verbose: int = 0,
+    validation: Predictions | None = None,
+) -> dict | None:
     """Fit a softmax temperature on the run's validation images; report ECE before/after."""
     from core.interpret import apply_temperature, expected_calibration_error, fit_temperature
 
-    files = (run.read("data.json") or {}).get("files", {}).get("validation") or []
-    samples = [
-        Sample(index.root / f, index.classes.index(Path(f).parts[1]))
-        for f in files
-        if (index.root / f).is_file() and Path(f).parts[1] in index.classes
-    ]
-    if len(samples) < 2:
+    val = validation or _validation_predictions(run, index, model, verbose)
+    if val is None or len(val.y_true) < 2:
         return None
-    size = int(run.config["input_size"])
-    val = predict_samples(model, index, samples, size, verbose=verbose)
     temperature = fit_temperature(val.probabilities, val.y_true)
 
     def figures(p: Predictions) -> dict:
@@ -158,9 +165,22 @@ def calibrate(run: Run, index: DatasetIndex, model, test: Predictions, verbose: 
     return {
         "temperature": temperature,
         "fitted_on": "validation",
+        "validation_from": val.source,
         "validation": figures(val),
         "test": figures(test),
     }
+
+
+def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) -> Predictions | None:
+    files = (run.read("data.json") or {}).get("files", {}).get("validation") or []
+    samples = [
+        Sample(index.root / f, index.classes.index(Path(f).parts[1]))
+        for f in files
+        if (index.root / f).is_file() and Path(f).parts[1] in index.classes
+    ]
+    if len(samples) < 2:
+        return None
+    return predict_samples(model, index, samples, int(run.config["input_size"]), verbose=verbose)
 
 
 def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:

@@ -27,12 +27,12 @@ import tensorflow as tf
 from core.audit import cached_audit
 from core.cache import ActivationCache
 from core.config import TrainConfig
-from core.dataset import fingerprint, scan_dataset, split_validation, subsample
+from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
 from core.distribute import describe, is_multi_worker, make_strategy
 from core.errors import ConfigError, PipelineError, TrainingBusyError
-from core.evaluate import evaluate_run
+from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
-from core.model import build_model, save_model, set_trainable
+from core.model import build_model, load_model, save_model, set_trainable
 from core.pipeline import SkippedFiles, build_augmenter, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 
@@ -411,7 +411,8 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     os.replace(run.file("checkpoint.keras"), run.model_path)
     start = time.monotonic()
     recorder.write_progress("evaluating", force=True)
-    evaluate_run(run, index, verbose=verbose)
+    best = load_model(run.model_path)
+    evaluate_run(run, index, best, verbose=verbose, validation=feed.validation_predictions(best, index))
     timings["evaluate_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
     run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
@@ -431,6 +432,10 @@ class Feed:
 
     def describe(self) -> dict:
         return {}
+
+    def validation_predictions(self, model: keras.Model, index: DatasetIndex) -> Predictions | None:
+        """The validation images' predictions, if this feed has a cheaper way than the images."""
+        return None
 
     def input_functions(self) -> tuple[InputFunction, InputFunction]:
         """Training and validation batches for one worker of several (core.loop)."""
@@ -528,6 +533,20 @@ class CachedFeed(Feed):
         )
         val = self.cache.dataset(self.val, self.digests, self.n, bs, 1)
         return self.boundary_model, train, val, math.ceil(len(self.train) / bs)
+
+    def validation_predictions(self, model: keras.Model, index: DatasetIndex) -> Predictions:
+        """From the cached activations: equal to the images' up to float16 rounding, and
+        only the blocks above the boundary run (calibration needs these predictions)."""
+        upper = keras.Model(model.get_layer(self.config.boundary()).output, model.output)
+        kept = [s for s in self.val if s in self.digests]
+        data = self.cache.dataset(kept, self.digests, self.n, self.config.batch_size, 1)
+        return Predictions(
+            files=[index.relative(s) for s in kept],
+            y_true=np.array([s.label for s in kept], dtype=int),
+            probabilities=np.asarray(upper.predict(data, verbose=0), dtype=np.float64),
+            skipped={},
+            source="cached activations",
+        )
 
     def describe(self) -> dict:
         return {

@@ -144,3 +144,24 @@ def test_a_higher_cut_is_derived_from_a_lower_cache(setup, tmp_path):
             pooled = [np.load(c.path(digests[sample], view, "pooled")) for c in (derived, direct, cache)]
             assert np.array_equal(pooled[0], pooled[2])
             np.testing.assert_allclose(pooled[0], pooled[1], rtol=1e-2, atol=1e-2)
+
+
+def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset):
+    """Calibration of a cached run uses the validation images' cached activations; the
+    temperature and figures match a calibration from the images themselves."""
+    from core.evaluate import calibrate, predict_samples
+    from core.model import load_model
+    from core.registry import Registry
+
+    models, run_id = trained
+    run = Registry(models).get(run_id)
+    saved = run.read("calibration.json")
+    index = scan_dataset(dataset)
+    model = load_model(run.model_path)
+    test = predict_samples(model, index, index.testing, 75)
+    from_images = calibrate(run, index, model, test)
+    assert saved["validation_from"] == "cached activations" and from_images["validation_from"] == "images"
+    assert saved["validation"]["n"] == from_images["validation"]["n"] > 0
+    assert saved["temperature"] == pytest.approx(from_images["temperature"], rel=2e-2)
+    for key in ("ece_before", "nll_before", "nll_after"):
+        assert saved["validation"][key] == pytest.approx(from_images["validation"][key], abs=5e-3)
