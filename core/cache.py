@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -149,42 +148,36 @@ class ActivationCache:
         frozen = keras.Model(model.input, outputs)
         # Compiled once: an eager call walks InceptionV3's ~300 layers in Python per batch.
         forward = tf.function(lambda x: frozen(x, training=False), reduce_retracing=True)
+        size = self.config.input_size
         augmenters: dict[int, keras.Sequential | None] = {}
-        chunks = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
-        # The next chunk is decoded in a thread while the network runs on this one.
-        with ThreadPoolExecutor(1) as decoder:
-            upcoming = decoder.submit(self._decode, chunks[0], skipped)
-            for i in range(len(chunks)):
-                decoded = upcoming.result()
-                if i + 1 < len(chunks):
-                    upcoming = decoder.submit(self._decode, chunks[i + 1], skipped)
-                for view in sorted({v for _, v, _ in decoded}):
-                    batch = [(s, image) for s, v, image in decoded if v == view]
-                    x = tf.constant(np.stack([image for _, image in batch]), tf.float32)
-                    if view > 0:
-                        if view not in augmenters:
-                            augmenters[view] = build_augmenter(
-                                self.config.augment, self.config.seed + 1000 * view
-                            )
-                        if augmenters[view] is not None:
-                            x = augmenters[view](x, training=True)
-                    boundary, pooled = forward(x)
-                    for j, (sample, _) in enumerate(batch):
-                        digest = digests[sample]
-                        _save_atomic(self.path(digest, view), boundary[j].numpy().astype(np.float16))
-                        # Written last: its presence marks the view as complete.
-                        _save_atomic(self.path(digest, view, "pooled"), pooled[j].numpy().astype(np.float16))
-                if progress:
-                    progress(min((i + 1) * batch_size, len(todo)), len(todo))
-
-    def _decode(self, chunk: Todo, skipped: SkippedFiles) -> list[tuple[Sample, int, np.ndarray]]:
-        decoded = []
-        for sample, view in chunk:
-            try:
-                decoded.append((sample, view, load_rgb(sample.path, self.config.input_size)))
-            except ImageDecodeError as exc:
-                skipped.add(str(sample.path), str(exc))
-        return decoded
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for view in sorted({v for _, v in chunk}):
+                batch, images = [], []
+                for sample, _ in (item for item in chunk if item[1] == view):
+                    try:
+                        images.append(load_rgb(sample.path, size))
+                        batch.append(sample)
+                    except ImageDecodeError as exc:
+                        skipped.add(str(sample.path), str(exc))
+                if not batch:
+                    continue
+                x = tf.constant(np.stack(images), tf.float32)
+                if view > 0:
+                    if view not in augmenters:
+                        augmenters[view] = build_augmenter(
+                            self.config.augment, self.config.seed + 1000 * view
+                        )
+                    if augmenters[view] is not None:
+                        x = augmenters[view](x, training=True)
+                boundary, pooled = forward(x)
+                for i, sample in enumerate(batch):
+                    digest = digests[sample]
+                    _save_atomic(self.path(digest, view), boundary[i].numpy().astype(np.float16))
+                    # Written last: its presence marks the view as complete.
+                    _save_atomic(self.path(digest, view, "pooled"), pooled[i].numpy().astype(np.float16))
+            if progress:
+                progress(min(start + batch_size, len(todo)), len(todo))
 
     def pooled(
         self, samples: list[Sample], digests: dict[Sample, str], views: int
