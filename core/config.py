@@ -40,7 +40,8 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run. Defaults follow the reference notebook."""
+    """Everything that defines a run. Defaults follow the reference notebook (input
+    size, batch, Adam, dropout, augmentation) except where the comments below say."""
 
     data_dir: str
     weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file

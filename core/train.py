@@ -335,16 +335,16 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
 
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
-    with strategy.scope():  # variables (and optimizer slots) mirrored on each replica
-        model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     multi_worker = is_multi_worker(strategy)
     if multi_worker:
         stop.reclaim_signals()
-    if multi_worker and config.batch_size % strategy.num_replicas_in_sync:
-        raise ConfigError(
-            f"batch size {config.batch_size} does not split evenly over "
-            f"{strategy.num_replicas_in_sync} replicas"
-        )
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise ConfigError(
+                f"batch size {config.batch_size} does not split evenly over "
+                f"{strategy.num_replicas_in_sync} replicas"
+            )
+    with strategy.scope():  # variables (and optimizer slots) mirrored on each replica
+        model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     if multi_worker and config.train_batchnorm:
         use_synchronized_batchnorm(model)
     # Across machines, a stop takes effect when all workers have agreed on it (see
