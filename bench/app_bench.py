@@ -6,7 +6,9 @@ Starts the real server (models/ as registry), measures the time until its health
 answers, then in headless chromium (Debian's) the time until the Dataset page has
 rendered: the first time (scan, headers and audit computed or read from disk) and again
 after a reload (served from Streamlit's caches). Then opens Classify, Results and
-Dataset again and reports each page's render time.
+Dataset again by address (each a page load), and once more through the sidebar's
+navigation (a switch within the session, as a user moves between pages), and reports
+each page's render time.
 """
 
 from __future__ import annotations
@@ -82,11 +84,22 @@ def main() -> None:
                 page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
                 return time.monotonic() - t
 
-            timings["dataset, first visit"] = render("dataset", "Image properties by class")
-            timings["dataset, reload (cached)"] = render("dataset", "Image properties by class")
+            def switch(title: str, marker: str) -> float:
+                """A click in the sidebar's navigation: the same session, no page reload."""
+                t = time.monotonic()
+                page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+                expect(page.get_by_text(marker).first).to_be_visible()
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                return time.monotonic() - t
+
+            timings["dataset, first visit"] = render("", "Image properties by class")
+            timings["dataset, reload (cached)"] = render("", "Image properties by class")
             timings["classify"] = render("classify", "MRI slices")
             timings["results"] = render("results", "Figures below for")
-            timings["dataset, after other pages"] = render("dataset", "Image properties by class")
+            timings["dataset, after other pages"] = render("", "Image properties by class")
+            timings["switch to classify (sidebar)"] = switch("Classify", "MRI slices")
+            timings["switch to results (sidebar)"] = switch("Results", "Figures below for")
+            timings["switch to dataset (sidebar)"] = switch("Dataset", "Image properties by class")
             browser.close()
     finally:
         server.terminate()
