@@ -29,9 +29,11 @@ from pages.shared import (
     inside_data_roots,
     model_stamp,
     registry,
+    settle_tensorflow,
 )
 
 MAX_THUMBNAILS = 24
+settle_tensorflow()  # this page imports TensorFlow (core.batch), with or without a model
 
 
 def loaded(run):

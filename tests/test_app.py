@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -360,3 +362,18 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     at.run()
     assert any("Stopped" in w.value for w in at.warning)
     assert run.model_path.is_file()
+
+
+def test_tensorflow_is_kept_out_of_each_reruns_garbage_collection(app_env):
+    # Streamlit runs a full gc.collect() after every rerun once Keras is loaded; the app
+    # moves TensorFlow's long-lived objects out of its reach when the Classify page loads it.
+    from pages.shared import settle_tensorflow
+
+    settle_tensorflow.clear()
+    gc.unfreeze()
+    try:
+        start("pages/classify.py")
+        assert "tensorflow" in sys.modules
+        assert gc.get_freeze_count() > 100_000  # TensorFlow alone tracks ~320,000 objects
+    finally:
+        gc.unfreeze()  # the test process shares the collector with later tests
