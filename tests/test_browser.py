@@ -102,7 +102,14 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
         page.set_default_timeout(120_000)
         expect.set_options(timeout=120_000)  # first loads import TensorFlow on 2 cores
 
-        page.goto(f"{server}/dataset")
+        # A deep link as a fresh server's first request still runs through the app's
+        # navigation and sidebar (pages/__init__.py), not the page file alone.
+        page.goto(f"{server}/results")
+        expect(page.get_by_role("heading", name="Results")).to_be_visible()
+        expect(page.locator("[data-testid='stSidebar']").get_by_text("Dataset folder")).to_be_visible()
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+
+        page.goto(server)  # Streamlit serves the default page at the root only
         expect(page.get_by_role("heading", name="Dataset")).to_be_visible()
         expect(page.get_by_text("Class distribution")).to_be_visible()
         expect(page.locator("[data-testid='stSidebar']").get_by_text("54 Training")).to_be_visible()
@@ -117,6 +124,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
             page.goto(f"{server}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible()
             expect(page.get_by_text(marker).first).to_be_visible()
+            expect(page.get_by_text("Page not found")).to_have_count(0)  # each page has its address
             page.wait_for_timeout(1500)  # let plotly draw before the screenshot
             page.screenshot(path=str(shots / f"{path}.png"), full_page=True)
 
