@@ -77,20 +77,21 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             expect.set_options(timeout=600_000)
 
-            def render(path: str, marker: str) -> float:
+            def rendered(action, marker: str) -> float:
+                """Seconds from the action until the marker shows and the script has finished."""
                 t = time.monotonic()
-                page.goto(f"{url}/{path}")
+                action()
                 expect(page.get_by_text(marker).first).to_be_visible()
                 page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
                 return time.monotonic() - t
 
+            def render(path: str, marker: str) -> float:
+                return rendered(lambda: page.goto(f"{url}/{path}"), marker)
+
             def switch(title: str, marker: str) -> float:
                 """A click in the sidebar's navigation: the same session, no page reload."""
-                t = time.monotonic()
-                page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
-                expect(page.get_by_text(marker).first).to_be_visible()
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-                return time.monotonic() - t
+                link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title)
+                return rendered(link.click, marker)
 
             timings["dataset, first visit"] = render("", "Image properties by class")
             timings["dataset, reload (cached)"] = render("", "Image properties by class")
