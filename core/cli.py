@@ -50,6 +50,12 @@ def _train_parser(sub) -> None:
     p.add_argument("--unfreeze-from", choices=UNFREEZE_CHOICES, default=defaults.unfreeze_from)
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=defaults.label_smoothing,
+        help="cross-entropy against smoothed targets, e.g. 0.1 (default: %(default)s, none)",
+    )
     p.add_argument("--patience", type=int, default=defaults.patience)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument(
@@ -188,6 +194,7 @@ def _config_from_args(args) -> TrainConfig:
         unfreeze_from=args.unfreeze_from,
         val_fraction=args.val_fraction,
         dropout=args.dropout,
+        label_smoothing=args.label_smoothing,
         patience=args.patience,
         seed=args.seed,
         max_per_class=args.max_per_class,

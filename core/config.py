@@ -50,6 +50,9 @@ class TrainConfig:
     val_fraction: float = 0.15
     seed: int = 42
     dropout: float = 0.2
+    # Targets of (1 - s) for the true class and s / classes elsewhere: a penalty on
+    # over-confident fits of the training images (0: plain cross-entropy, the reference's).
+    label_smoothing: float = 0.0
     # The defaults are the recipe measured on a 2-core CPU (README, Results) with the
     # stand-in weights, whose blocks from mixed6 up were trained on another task and need
     # fine-tuning: 3 epochs from mixed6, batch norm adapting to MRI statistics, a cosine
@@ -100,6 +103,8 @@ class TrainConfig:
             raise ConfigError("learning rates must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.max_per_class is not None and self.max_per_class < 2:
             raise ConfigError("max_per_class must be at least 2")
         if self.finetune_schedule not in SCHEDULES:

@@ -379,7 +379,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         with strategy.scope():
             trainable.compile(
                 optimizer=phase.optimizer(batches),
-                loss="categorical_crossentropy",
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=["accuracy"],
             )
         early = keras.callbacks.EarlyStopping(
@@ -390,7 +390,17 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
             if multi_worker:
                 train_fn, val_fn = feed.input_functions()
                 callbacks = [recorder, early]
-                fit_distributed(trainable, strategy, train_fn, val_fn, phase.epochs, callbacks, stop, control)
+                fit_distributed(
+                    trainable,
+                    strategy,
+                    train_fn,
+                    val_fn,
+                    phase.epochs,
+                    callbacks,
+                    stop,
+                    control,
+                    label_smoothing=config.label_smoothing,
+                )
             else:
                 trainable.fit(
                     train_ds,

@@ -27,7 +27,7 @@ def live(run_id: str) -> None:
             text=f"Building the activation cache: {done}/{total} image views · "
             f"{progress['elapsed_s'] / 60:.1f} min elapsed (reused by later runs)",
         )
-    elif progress:
+    elif "phase_index" in progress:
         phase_no = progress["phase_index"] + 1
         batches = progress.get("batches") or 1
         within = min(1.0, (progress.get("batch") or 0) / batches)
@@ -43,6 +43,8 @@ def live(run_id: str) -> None:
         )
         if progress.get("metrics"):
             st.caption(" · ".join(f"{k} {v:.4f}" for k, v in progress["metrics"].items()))
+    elif progress.get("stage") == "auditing":
+        st.info("Finding the copies to drop in Training (the audit, kept for later runs) ...")
     else:
         st.info("Starting: loading TensorFlow and building the model ...")
     if history:
@@ -116,6 +118,19 @@ with st.form("train"):
     max_per_class = c3.number_input(
         "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
     )
+    label_smoothing = c3.number_input(
+        "Label smoothing",
+        0.0,
+        0.5,
+        defaults.label_smoothing,
+        step=0.05,
+        help="Train against targets of 1 - s for the true class (0: plain cross-entropy)",
+    )
+    drop_duplicates = c3.checkbox(
+        "Drop duplicates in Training",
+        defaults.drop_duplicates,
+        help="Keep one image of each group of copies in Training (see the Dataset page's audit)",
+    )
     m1, m2, m3 = st.columns([2, 1, 1])
     mode = m1.radio(
         "Training mode",
@@ -163,6 +178,8 @@ if submitted:
         seed=int(seed),
         patience=int(patience),
         max_per_class=int(max_per_class) or None,
+        label_smoothing=float(label_smoothing),
+        drop_duplicates=drop_duplicates,
         augment=AugmentConfig(aug_on, rotation, zoom, flip, contrast, brightness),
         mode=mode,
         cache_views=int(cache_views),

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import TINY_TRAIN_ARGS, run_cli
 
 from core import batch
 from core.dataset import scan_dataset
@@ -209,3 +209,24 @@ def test_cosine_schedule_falls_from_the_fine_tuning_rate_to_zero(dataset):
     assert rates[0] == pytest.approx(3e-4) and rates[1] == pytest.approx(1.5e-4) and rates[2] == 0.0
     with pytest.raises(Exception, match="finetune_schedule must be one of"):
         tiny_config(dataset, finetune_schedule="linear").validate()
+
+
+def test_label_smoothing_trains_against_softened_targets(dataset, tmp_path):
+    # Cross-entropy against a target distribution can never fall below that
+    # distribution's entropy; with plain one-hot targets the same model fits far below it.
+    smoothing, classes = 0.5, 4
+    target = np.array([1 - smoothing + smoothing / classes] + [smoothing / classes] * (classes - 1))
+    floor = float(-(target * np.log(target)).sum())  # 1.07 nats
+    fit = ["--finetune-epochs", "6", "--finetune-lr", "1e-3", "--finetune-schedule", "constant"]
+    args = [str(dataset), *TINY_TRAIN_ARGS, *fit, "--patience", "10"]
+    losses = {}
+    for name, extra in (("plain", []), ("smoothed", ["--label-smoothing", str(smoothing)])):
+        result = run_cli("train", *args, *extra, "--run-id", name, models=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        history = json.loads((tmp_path / name / "history.json").read_text())
+        losses[name] = [epoch["loss"] for epoch in history]
+    assert json.loads((tmp_path / "smoothed" / "config.json").read_text())["label_smoothing"] == smoothing
+    assert min(losses["smoothed"]) >= floor - 1e-3
+    assert min(losses["plain"]) < floor - 0.3
+    bad = run_cli("train", *args, "--label-smoothing", "1.5", models=tmp_path)
+    assert bad.returncode == 2 and "label_smoothing must be in [0, 1)" in bad.stderr
