@@ -56,9 +56,10 @@ def use_synchronized_batchnorm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
-def _steps(model: keras.Model, strategy: tf.distribute.Strategy, label_smoothing: float):
+def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
     def sums(y: tf.Tensor, probs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        per_example = keras.losses.categorical_crossentropy(y, probs, label_smoothing=label_smoothing)
+        # The compiled loss before its reduction: the sum is taken over the global batch below.
+        per_example = model.loss.call(y, probs)
         hits = tf.equal(tf.argmax(y, -1), tf.argmax(probs, -1))
         count = tf.cast(tf.shape(y)[0], tf.float32)
         return tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(hits, tf.float32)), count
@@ -101,7 +102,6 @@ def fit_distributed(
     stop: Flag,
     agreed: Flag,
     verbose: int = 2,
-    label_smoothing: float = 0.0,
 ) -> None:
     """Like model.fit(train, validation_data=val, epochs, callbacks) for a compiled model.
 
@@ -113,7 +113,7 @@ def fit_distributed(
     val = strategy.distribute_datasets_from_function(val_fn)
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
-    train_step, test_step = _steps(model, strategy, label_smoothing)
+    train_step, test_step = _steps(model, strategy)
     hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs)
     model.stop_training = False
     hooks.on_train_begin()

@@ -390,17 +390,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
             if multi_worker:
                 train_fn, val_fn = feed.input_functions()
                 callbacks = [recorder, early]
-                fit_distributed(
-                    trainable,
-                    strategy,
-                    train_fn,
-                    val_fn,
-                    phase.epochs,
-                    callbacks,
-                    stop,
-                    control,
-                    label_smoothing=config.label_smoothing,
-                )
+                fit_distributed(trainable, strategy, train_fn, val_fn, phase.epochs, callbacks, stop, control)
             else:
                 trainable.fit(
                     train_ds,
