@@ -3,12 +3,13 @@
 On a CPU most of a fine-tuning epoch is spent pushing every image through the frozen
 lower blocks again. Here those blocks run once per image and per augmented view, and
 their output (the "boundary" activations, float16) is kept on disk under a key made of
-the weights, the input size, the boundary block and the augmentation settings; each
-file is named by the image's content hash and view. Any later run with the same
-backbone and data reuses them. A cache cut higher up is derived from one cut lower down
-when there is one (only the blocks in between run, on the stored activations), so a run
-that unfreezes fewer blocks never decodes an image again. Files are written
-atomically, so a killed build leaves only whole files behind.
+the weights, the input size and the boundary block, plus the augmentation settings and
+seed for the augmented views (view 0, the image as it is, depends on neither, so runs
+that differ only in seed share it); each file is named by the image's content hash and
+view. Any later run with the same backbone and data reuses them. A cache cut higher up
+is derived from one cut lower down when there is one (only the blocks in between run,
+on the stored activations), so a run that unfreezes fewer blocks never decodes an image
+again. Files are written atomically, so a killed build leaves only whole files behind.
 """
 
 from __future__ import annotations
@@ -47,37 +48,65 @@ def weights_id(weights: str, seed: int) -> str:
     return digest.hexdigest()
 
 
-def cache_key(config: TrainConfig) -> str:
-    """What the stored activations depend on, and nothing else."""
+def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = None) -> str:
+    """What the stored activations depend on, and nothing else: for the augmented views
+    (`plain` False) the augmentation and its seed too. `weights` is weights_id's answer
+    when the caller has it already (hashing a weights file takes a second)."""
     spec = {
-        "weights": weights_id(config.weights, config.seed),
+        "weights": weights or weights_id(config.weights, config.seed),
         "input_size": config.input_size,
         "boundary": config.boundary(),
-        "augment": asdict(config.augment),
-        "seed": config.seed,
         "keras": keras.__version__,
     }
+    if not plain:
+        spec.update(augment=asdict(config.augment), seed=config.seed)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
 class ActivationCache:
-    """Boundary activations of one backbone configuration, one .npy file per view."""
+    """Boundary activations of one backbone configuration, one .npy file per view: the
+    plain view in one folder, the augmented views in another."""
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
         self.config, self.root = config, Path(root)
-        self.folder = self.folder_for(root, config)
+        self.weights = weights_id(config.weights, config.seed)
+        self.plain_folder, self.folder = self.folders_at(config.boundary())
         self.derived: dict[str, int] = {}  # lower boundary -> views derived from its cache
-        self.folder.mkdir(parents=True, exist_ok=True)
-        spec = self.folder / "spec.json"
+        self._adopt_plain_views(config.boundary())
+
+    def folders_at(self, boundary: str) -> tuple[Path, Path]:
+        """(plain view, augmented views) folders of this backbone cut at `boundary`."""
+        cut = replace(self.config, cache_boundary=boundary)
+        return (
+            self.root / cache_key(cut, plain=True, weights=self.weights),
+            self.root / cache_key(cut, weights=self.weights),
+        )
+
+    def path(self, digest: str, view: int, kind: str = "boundary", boundary: str | None = None) -> Path:
+        plain, augmented = self.folders_at(boundary) if boundary else (self.plain_folder, self.folder)
+        return (plain if view == 0 else augmented) / f"{digest}_v{view}_{kind}.npy"
+
+    def files(self) -> list[Path]:
+        """Every stored array of this cut, both folders."""
+        return [f for folder in (self.plain_folder, self.folder) for f in folder.glob("*.npy")]
+
+    def _adopt_plain_views(self, boundary: str) -> None:
+        # Caches written before the plain view had its own folder kept it beside the
+        # augmented views; moving it (a rename) keeps a user's cache instead of recomputing.
+        plain, augmented = self.folders_at(boundary)
+        if augmented.is_dir() and any(augmented.glob("*_v0_pooled.npy")):
+            self._make(plain, boundary, plain=True)
+            for old in augmented.glob("*_v0_*.npy"):
+                os.replace(old, plain / old.name)
+
+    def _make(self, folder: Path, boundary: str, plain: bool) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = folder / "spec.json"
         if not spec.exists():
-            spec.write_text(json.dumps({"boundary": config.boundary(), **config.to_dict()}, indent=2))
-
-    @staticmethod
-    def folder_for(root: Path, config: TrainConfig) -> Path:
-        return Path(root) / cache_key(config)
-
-    def path(self, digest: str, view: int, kind: str = "boundary", folder: Path | None = None) -> Path:
-        return (folder or self.folder) / f"{digest}_v{view}_{kind}.npy"
+            unused = ("seed", "augment") if plain else ()
+            settings = {k: v for k, v in self.config.to_dict().items() if k not in unused}
+            settings |= {"boundary": boundary, "views": "plain" if plain else "augmented"}
+            spec.write_text(json.dumps(settings, indent=2))
 
     def build(
         self,
@@ -94,6 +123,10 @@ class ActivationCache:
         (what the head phase trains on); both come from one forward pass.
         """
         digests = {s: file_digest(s.path) for s in samples}
+        boundary = self.config.boundary()
+        self._make(self.plain_folder, boundary, plain=True)
+        if views > 1:
+            self._make(self.folder, boundary, plain=False)
         todo = [
             (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
         ]
@@ -104,14 +137,14 @@ class ActivationCache:
         bad = skipped.as_dict()
         return {s: d for s, d in digests.items() if str(s.path) not in bad}
 
-    def _lower_caches(self) -> Iterator[tuple[str, Path]]:
-        """Caches of the same backbone, data and views cut at a lower block, nearest first
-        (the fewer blocks left to run, the cheaper)."""
+    def _lower_caches(self) -> Iterator[str]:
+        """Cuts of the same backbone and views at a lower block that have a cache, nearest
+        first (the fewer blocks left to run, the cheaper)."""
         boundary = self.config.boundary()
         for lower in reversed(BLOCKS[: BLOCKS.index(boundary)]):
-            folder = self.folder_for(self.root, replace(self.config, cache_boundary=lower))
-            if folder.is_dir():
-                yield lower, folder
+            if any(folder.is_dir() for folder in self.folders_at(lower)):
+                self._adopt_plain_views(lower)
+                yield lower
 
     def _derive(self, model, todo: Todo, digests, progress, batch_size) -> Todo:
         """Store what a lower cache holds by running the blocks in between; return the rest.
@@ -120,8 +153,8 @@ class ActivationCache:
         rounding of the lower activations. The pooled features do not depend on the
         cut, so they are copied.
         """
-        for lower, folder in self._lower_caches():
-            here = [(s, v) for s, v in todo if self.path(digests[s], v, "pooled", folder).exists()]
+        for lower in self._lower_caches():
+            here = [(s, v) for s, v in todo if self.path(digests[s], v, "pooled", lower).exists()]
             if not here:
                 continue
             boundary = model.get_layer(self.config.boundary()).output
@@ -129,12 +162,12 @@ class ActivationCache:
             forward = tf.function(lambda x, m=between: m(x, training=False), reduce_retracing=True)
             for start in range(0, len(here), batch_size):
                 chunk = here[start : start + batch_size]
-                x = np.stack([np.load(self.path(digests[s], v, folder=folder)) for s, v in chunk])
+                x = np.stack([np.load(self.path(digests[s], v, boundary=lower)) for s, v in chunk])
                 upper = forward(tf.constant(x, tf.float32)).numpy().astype(np.float16)
                 for (sample, view), activations in zip(chunk, upper):
                     digest = digests[sample]
                     _save_atomic(self.path(digest, view), activations)
-                    pooled = np.load(self.path(digest, view, "pooled", folder))
+                    pooled = np.load(self.path(digest, view, "pooled", lower))
                     _save_atomic(self.path(digest, view, "pooled"), pooled)  # last: marks it complete
                 if progress:
                     progress(min(start + batch_size, len(here)), len(here))

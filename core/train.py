@@ -220,8 +220,7 @@ def check_disk_space(
         pooled = model.get_layer("avg_pool").output.shape[-1]
         per_view = 2 * (math.prod(boundary) + pooled)  # float16
         total = per_view * (n_train * config.cache_views + n_other)
-        folder = ActivationCache.folder_for(cache_root, config)
-        present = sum(f.stat().st_size for f in folder.glob("*.npy")) if folder.is_dir() else 0
+        present = sum(f.stat().st_size for f in ActivationCache(cache_root, config).files())
         needed += max(0, total - present)
     require_free_space(run.path, needed)
 
@@ -503,13 +502,16 @@ class CachedFeed(Feed):
         self.config, self.n = config, n
         self.cache = ActivationCache(cache_root, config)
         views = config.cache_views
-        before = sum(1 for _ in self.cache.folder.glob("*_pooled.npy"))
+        before = self.stored_views()
         recorder.write_progress("caching", 0, force=True)
         digests = self.cache.build(model, train, views, skipped, progress=recorder.caching)
         digests.update(self.cache.build(model, val, 1, skipped, progress=recorder.caching))
-        self.reused = before and sum(1 for _ in self.cache.folder.glob("*_pooled.npy")) == before
+        self.reused = before and self.stored_views() == before
         self.train, self.val, self.digests = train, val, digests
         self.boundary_model = keras.Model(model.get_layer(config.boundary()).output, model.output)
+
+    def stored_views(self) -> int:
+        return sum(1 for f in self.cache.files() if f.name.endswith("_pooled.npy"))
 
     def for_phase(self, model, phase):
         bs = self.config.batch_size
@@ -551,7 +553,8 @@ class CachedFeed(Feed):
     def describe(self) -> dict:
         return {
             "mode": "cached",
-            "cache_key": self.cache.folder.name,
+            "cache_key": self.cache.plain_folder.name,  # the plain view's
+            "augmented_cache_key": self.cache.folder.name if self.config.cache_views > 1 else None,
             "boundary": self.config.boundary(),
             "views": self.config.cache_views,
             "cache_reused": bool(self.reused),

@@ -22,11 +22,14 @@ from core.pipeline import SkippedFiles
 
 @pytest.fixture(scope="module")
 def setup(dataset, tmp_path_factory):
-    config = TrainConfig(
-        data_dir=str(dataset), weights="none", input_size=75, unfreeze_from="mixed9", cache_views=2
-    )
     keras.utils.set_random_seed(0)
     model = build_model(4, 75, "none")
+    # A weights file, as a user's runs have: the cache keys it by content, whatever the seed.
+    weights = tmp_path_factory.mktemp("weights") / "backbone.weights.h5"
+    model.save_weights(weights)
+    config = TrainConfig(
+        data_dir=str(dataset), weights=str(weights), input_size=75, unfreeze_from="mixed9", cache_views=2
+    )
     samples = scan_dataset(dataset).testing[:6]
     cache = ActivationCache(tmp_path_factory.mktemp("cache"), config)
     digests = cache.build(model, samples, 2, SkippedFiles())
@@ -55,14 +58,51 @@ def test_augmented_views_differ_from_the_plain_view(setup):
     assert plain.shape == augmented.shape and not np.allclose(plain, augmented)
 
 
+def stamps(cache: ActivationCache) -> dict:
+    return {p: p.stat().st_mtime_ns for p in cache.files()}
+
+
 def test_second_build_reuses_every_file(setup):
     config, model, samples, cache, digests = setup
-    stamps = {p: p.stat().st_mtime_ns for p in cache.folder.glob("*.npy")}
-    assert len(stamps) == 6 * 2 * 2  # samples x views x (boundary, pooled)
+    before = stamps(cache)
+    assert len(before) == 6 * 2 * 2  # samples x views x (boundary, pooled)
     again = ActivationCache(cache.folder.parent, replace(config, finetune_lr=1e-5, head_lr=0.1))
-    assert again.folder == cache.folder
+    assert (again.plain_folder, again.folder) == (cache.plain_folder, cache.folder)
     assert again.build(model, samples, 2, SkippedFiles()) == digests
-    assert {p: p.stat().st_mtime_ns for p in cache.folder.glob("*.npy")} == stamps
+    assert stamps(cache) == before
+
+
+def test_another_seed_shares_the_plain_view_and_augments_its_own(setup):
+    config, model, samples, cache, digests = setup
+    before = stamps(cache)
+    other = ActivationCache(cache.folder.parent, replace(config, seed=1))
+    assert other.plain_folder == cache.plain_folder and other.folder != cache.folder
+    other.build(model, samples, 1, SkippedFiles())
+    assert stamps(cache) == before and not other.folder.exists()  # nothing computed
+    other.build(model, samples, 2, SkippedFiles())
+    assert stamps(cache) == before
+    assert sorted(p.name for p in other.folder.glob("*.npy")) == sorted(
+        p.name for p in cache.folder.glob("*.npy")
+    )
+    mine, theirs = (np.load(c.path(digests[samples[0]], 1)) for c in (other, cache))
+    assert not np.allclose(mine, theirs)  # another seed, other augmented views
+
+
+def test_a_cache_with_the_older_layout_is_kept(setup, tmp_path):
+    """Caches written before the plain view had a folder of its own held it beside the
+    augmented views: a new cache object moves those files instead of recomputing them."""
+    config, model, samples, cache, digests = setup
+    old = tmp_path / "cache"
+    shutil.copytree(cache.folder.parent, old)
+    moved = ActivationCache(old, config)
+    for path in moved.plain_folder.glob("*.npy"):
+        path.rename(moved.folder / path.name)
+    before = {p.name: p.stat().st_mtime_ns for p in moved.folder.glob("*.npy")}
+    adopted = ActivationCache(old, config)
+    assert adopted.build(model, samples, 2, SkippedFiles()) == digests
+    assert adopted.derived == {}
+    assert {p.name: p.stat().st_mtime_ns for p in adopted.files()} == before
+    assert all("_v0_" in p.name for p in adopted.plain_folder.glob("*.npy"))
 
 
 def test_cache_key_follows_what_the_activations_depend_on(setup):
@@ -80,6 +120,13 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
         replace(config, augment=replace(config.augment, zoom=0.3)),
     ]
     assert len({cache_key(c) for c in different} | {cache_key(config)}) == 5
+    # The plain view is the image as it is: neither the augmentation nor its seed matters.
+    size, seed, cut, augment = different
+    plain = {cache_key(c, plain=True) for c in (config, *same, seed, augment)}
+    assert plain == {cache_key(config, plain=True)} != {cache_key(config)}
+    assert len({cache_key(c, plain=True) for c in (config, size, cut)}) == 3
+    random_init = replace(config, weights="none")  # another seed, other random weights
+    assert cache_key(random_init, plain=True) != cache_key(replace(random_init, seed=1), plain=True)
 
 
 def test_invalid_cache_settings_are_refused(dataset):
