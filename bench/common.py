@@ -7,6 +7,11 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +20,15 @@ DATASET = SHARED / "datasets" / "brain-tumor-mri"
 STANDIN_GZ = SHARED / "weights" / "inception_v3_notop_standin.weights.h5.gz"
 STANDIN_SHA256 = "8392fd8560d7a4e75f89028b756e107303e4a782924b522df7b82d06b0b4b017"
 OUT = ROOT / "bench" / "out"
+# Debian's chromium under Playwright, headless, in a container that allows no sandbox.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def standin_weights() -> Path:
@@ -59,3 +73,29 @@ def print_metrics(metrics: dict) -> None:
     print("confusion matrix (rows true, columns predicted):", metrics["classes"])
     for name, row in zip(metrics["classes"], metrics["confusion_matrix"]):
         print(f"  {name:12s} {row}")
+
+
+def start_app(env: dict[str, str], log: Path, timeout_s: float = 60) -> tuple[subprocess.Popen, str, float]:
+    """Start the app's server on a free port (what `make app` runs, headless); return the
+    process, its URL and the seconds until its health check answered. The browser tests
+    and bench/app_bench.py both start it this way."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
+    start = time.monotonic()
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url, time.monotonic() - start
+        except OSError:
+            pass
+        if time.monotonic() - start > timeout_s or process.poll() is not None:
+            process.kill()
+            raise RuntimeError(f"the app's server did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)

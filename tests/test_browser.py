@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +16,13 @@ import pytest
 from conftest import ROOT
 from datagen import slice_image
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from bench.common import CHROMIUM_FLAGS, start_app
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason="Debian's chromium is not installed (make test installs it with apt-get; this machine could not)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -49,40 +31,11 @@ def server(tmp_path, dataset, trained):
     registry_root = tmp_path / "models"
     shutil.copytree(models, registry_root)
     shutil.copytree(registry_root / "tiny", registry_root / "tiny-copy")  # for the Compare page
-    port = free_port()
     env = {**os.environ, "BTMRI_DATA": str(dataset), "BTMRI_MODELS": str(registry_root)}
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    try:
+        process, url, _ = start_app(env, tmp_path / "server.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield url
     process.terminate()
     process.wait(timeout=20)
@@ -97,7 +50,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
     slice_image(3, np.random.default_rng(7), size=96).save(scan)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         expect.set_options(timeout=120_000)  # first loads import TensorFlow on 2 cores
@@ -160,7 +113,7 @@ def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
     (process,) = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"]
     server_process = psutil.Process(process.pid)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         expect.set_options(timeout=240_000)
         pages = []
         for _ in range(sessions):
