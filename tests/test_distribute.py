@@ -169,3 +169,40 @@ def test_multi_worker_needs_a_cluster_description(dataset, tmp_path, monkeypatch
     )
     assert result.returncode == 2 and "TF_CONFIG" in result.stderr
     assert not models.exists() or not any(models.iterdir())
+
+
+class Flag:
+    requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_included():
+    """core.loop (what multi-worker runs train with) takes each example's loss from the
+    model's compiled loss: the losses it reports are Keras' own, smoothing included."""
+    import keras
+    import tensorflow as tf
+
+    from core.loop import fit_distributed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 5)).astype("float32")
+    y = np.eye(4, dtype="float32")[rng.integers(0, 4, 24)]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="softmax")])
+    # A zero learning rate keeps the weights fixed, so the figures can be compared.
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.4)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+
+    def batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    history = keras.callbacks.History()
+    fit_distributed(model, tf.distribute.get_strategy(), batches, batches, 1, [history], Flag(), Flag(), 0)
+    probs = model.predict(x, verbose=0)
+    smoothed = float(loss(y, probs))
+    plain = float(keras.losses.categorical_crossentropy(y, probs).numpy().mean())
+    assert abs(smoothed - plain) > 0.05  # the smoothing makes a visible difference here
+    for name in ("loss", "val_loss"):
+        assert history.history[name][0] == pytest.approx(smoothed, rel=1e-5)
