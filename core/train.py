@@ -210,17 +210,23 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 def check_disk_space(
-    run: Run, cache_root: Path, config: TrainConfig, model: keras.Model, n_train: int, n_other: int
+    run: Run,
+    cache: ActivationCache | None,
+    config: TrainConfig,
+    model: keras.Model,
+    n_train: int,
+    n_other: int,
 ) -> None:
     """Refuse to start when the disk cannot hold what the run will write: two copies of
-    the model while a checkpoint is saved and, in cached mode, the missing activations."""
+    the model while a checkpoint is saved and, in cached mode (`cache` given), the
+    missing activations."""
     needed = 2 * 4 * model.count_params()
-    if config.mode == "cached":
+    if cache is not None:
         boundary = model.get_layer(config.boundary()).output.shape[1:]
         pooled = model.get_layer("avg_pool").output.shape[-1]
         per_view = 2 * (math.prod(boundary) + pooled)  # float16
         total = per_view * (n_train * config.cache_views + n_other)
-        present = sum(f.stat().st_size for f in ActivationCache(cache_root, config).files())
+        present = sum(f.stat().st_size for f in cache.files())
         needed += max(0, total - present)
     require_free_space(run.path, needed)
 
@@ -350,13 +356,15 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     # core.loop); the recorder and the phase loop watch that agreement, not the signal.
     control = StopFlag() if multi_worker else stop
     n_other = len(val_samples) + len(index.testing)
-    check_disk_space(run, cache_root, config, model, len(train_samples), n_other)
+    # Opened once: opening hashes the weights file.
+    cache = ActivationCache(cache_root, config) if config.mode == "cached" else None
+    check_disk_space(run, cache, config, model, len(train_samples), n_other)
     skipped = SkippedFiles()
     recorder = RunRecorder(run, phases, model, control)
     start = time.monotonic()
-    if config.mode == "cached":
+    if cache is not None:
         feed: Feed = CachedFeed(
-            cache_root,
+            cache,
             config,
             model,
             train_samples,
@@ -490,7 +498,7 @@ class CachedFeed(Feed):
 
     def __init__(
         self,
-        cache_root: Path,
+        cache: ActivationCache,
         config: TrainConfig,
         model: keras.Model,
         train: list,
@@ -499,8 +507,7 @@ class CachedFeed(Feed):
         skipped: SkippedFiles,
         recorder: RunRecorder,
     ):
-        self.config, self.n = config, n
-        self.cache = ActivationCache(cache_root, config)
+        self.config, self.n, self.cache = config, n, cache
         views = config.cache_views
         before = self.stored_views()
         recorder.write_progress("caching", 0, force=True)
