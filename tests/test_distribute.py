@@ -171,13 +171,6 @@ def test_multi_worker_needs_a_cluster_description(dataset, tmp_path, monkeypatch
     assert not models.exists() or not any(models.iterdir())
 
 
-class Flag:
-    requested = False
-
-    def set(self) -> None:
-        self.requested = True
-
-
 def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_included():
     """core.loop (what multi-worker runs train with) takes each example's loss from the
     model's compiled loss: the losses it reports are Keras' own, smoothing included."""
@@ -185,6 +178,7 @@ def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_incl
     import tensorflow as tf
 
     from core.loop import fit_distributed
+    from core.train import StopFlag
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 5)).astype("float32")
@@ -199,7 +193,8 @@ def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_incl
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
 
     history = keras.callbacks.History()
-    fit_distributed(model, tf.distribute.get_strategy(), batches, batches, 1, [history], Flag(), Flag(), 0)
+    strategy, never = tf.distribute.get_strategy(), StopFlag()
+    fit_distributed(model, strategy, batches, batches, 1, [history], never, never, 0)
     probs = model.predict(x, verbose=0)
     smoothed = float(loss(y, probs))
     plain = float(keras.losses.categorical_crossentropy(y, probs).numpy().mean())
