@@ -2,7 +2,8 @@
 
 Plain Python (no Streamlit). Layers, bottom to top:
   errors, config, images, dataset, registry   - no TensorFlow
-  pipeline, model                             - tf.data and Keras
+  augment, model                              - Keras only (any backend)
+  pipeline, cache                             - tf.data and Keras
   evaluate, train, inference, explain         - use the above
   launcher, cli                               - processes and the command line
 """

@@ -26,11 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.augment import build_augmenter
 from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
 from core.errors import ImageDecodeError
 from core.images import load_rgb
-from core.pipeline import SkippedFiles, build_augmenter
+from core.pipeline import SkippedFiles
 
 Progress = Callable[[int, int], None]
 Todo = list[tuple[Sample, int]]  # (image, view) pairs still to store

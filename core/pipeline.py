@@ -15,7 +15,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.config import AugmentConfig
 from core.dataset import Sample
 from core.errors import ImageDecodeError
 from core.images import load_rgb
@@ -39,24 +38,6 @@ class SkippedFiles:
     def as_dict(self) -> dict[str, str]:
         with self._lock:
             return dict(sorted(self._reasons.items()))
-
-
-def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for training images, or None when switched off."""
-    if not config.enabled:
-        return None
-    layers: list[keras.layers.Layer] = []
-    if config.horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if config.rotation > 0:
-        layers.append(keras.layers.RandomRotation(config.rotation, fill_mode="constant", seed=seed + 1))
-    if config.zoom > 0:
-        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="constant", seed=seed + 2))
-    if config.contrast > 0:
-        layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed + 3))
-    if config.brightness > 0:
-        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed + 4))
-    return keras.Sequential(layers, name="augment") if layers else None
 
 
 def _decoder(size: int, skipped: SkippedFiles):

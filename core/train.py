@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.audit import cached_audit
+from core.augment import build_augmenter
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
@@ -33,7 +34,7 @@ from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
 from core.model import build_model, load_model, save_model, set_trainable
-from core.pipeline import SkippedFiles, build_augmenter, make_dataset
+from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 
 
