@@ -24,13 +24,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine  # noqa: E402
+from core.errors import PipelineError  # noqa: E402
 from core.interpret import Interpretation  # noqa: E402
 from core.registry import Registry  # noqa: E402
 
 
 def load(registry: Registry, run_id: str) -> Interpretation:
     folder = Path(run_id)
-    run = Registry(folder.parent).get(folder.name) if folder.is_dir() else registry.get(run_id)
+    if folder.is_dir():
+        registry, run_id = Registry(folder.parent), folder.name
+    elif len(folder.parts) > 1:
+        raise SystemExit(f"{folder} is not a run folder")
+    try:
+        run = registry.get(run_id)
+    except PipelineError as exc:
+        raise SystemExit(str(exc)) from None
     rows = sorted(run.predictions(), key=lambda row: row["file"])
     if not rows:
         raise SystemExit(f"run {run_id} has no Testing predictions (evaluate it first)")
