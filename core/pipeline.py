@@ -64,12 +64,17 @@ def make_dataset(
     shuffle_seed: int | None = None,
     augmenter: keras.Sequential | None = None,
     shard: tuple[int, int] = (1, 0),
+    min_batch: int = 1,
 ) -> tf.data.Dataset:
     """Batches of (float32 RGB in [0, 255], one-hot label). Preprocessing is in the model.
 
     `shard` (count, index) keeps every count-th file from the index-th: one worker's
     share when training on several machines. Workers shuffle with the same seed, so
     their shares of each epoch are disjoint.
+
+    `min_batch`: a last batch with fewer images is left out. With several replicas on
+    one machine, a last batch smaller than the replica count leaves a replica an empty
+    batch, and TensorFlow's oneDNN convolutions fail on those ("Incompatible shapes").
     """
     paths = [str(s.path) for s in samples]
     labels = [s.label for s in samples]
@@ -96,6 +101,8 @@ def make_dataset(
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.filter(readable).map(drop_flag).batch(batch_size)
+    if min_batch > 1:
+        ds = ds.filter(lambda images, labels: tf.shape(images)[0] >= min_batch)
     if augmenter is not None:
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -349,6 +349,12 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
                 f"batch size {config.batch_size} does not split evenly over "
                 f"{strategy.num_replicas_in_sync} replicas"
             )
+    elif len(val_samples) < strategy.num_replicas_in_sync:
+        # Every validation batch would be smaller than the replica count (see ImageFeed).
+        raise ConfigError(
+            f"{len(val_samples)} validation images cannot be split over "
+            f"{strategy.num_replicas_in_sync} replicas: raise the validation fraction"
+        )
     with strategy.scope():  # variables (and optimizer slots) mirrored on each replica
         model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     if multi_worker and config.train_batchnorm:
@@ -376,7 +382,8 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         )
         timings["cache_s"] = time.monotonic() - start
     else:
-        feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped)
+        replicas = 1 if multi_worker else strategy.num_replicas_in_sync
+        feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped, replicas)
 
     for i, phase in enumerate(phases):
         if control.requested:
@@ -453,14 +460,20 @@ class Feed:
 class ImageFeed(Feed):
     """End to end: decoded, freshly augmented images through the whole network."""
 
-    def __init__(self, config: TrainConfig, train: list, val: list, n: int, skipped: SkippedFiles):
+    def __init__(
+        self, config: TrainConfig, train: list, val: list, n: int, skipped: SkippedFiles, replicas: int = 1
+    ):
         self.config, self.samples, self.n, self.skipped = config, {"train": train, "val": val}, n, skipped
         self.augmenter = build_augmenter(config.augment, config.seed)
-        self.train = self._dataset("train", config.batch_size)
-        self.val = self._dataset("val", config.batch_size)
-        self.batches = math.ceil(len(train) / config.batch_size)
+        # Each batch is split over the replicas: one smaller than that is left out.
+        self.train = self._dataset("train", config.batch_size, min_batch=replicas)
+        self.val = self._dataset("val", config.batch_size, min_batch=replicas)
+        full, last = divmod(len(train), config.batch_size)
+        self.batches = full + (last >= replicas)
 
-    def _dataset(self, split: str, batch_size: int, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    def _dataset(
+        self, split: str, batch_size: int, shard: tuple[int, int] = (1, 0), min_batch: int = 1
+    ) -> tf.data.Dataset:
         training = split == "train"
         return make_dataset(
             self.samples[split],
@@ -471,6 +484,7 @@ class ImageFeed(Feed):
             shuffle_seed=self.config.seed if training else None,
             augmenter=self.augmenter if training else None,
             shard=shard,
+            min_batch=min_batch,
         )
 
     def for_phase(self, model, phase):
@@ -479,6 +493,7 @@ class ImageFeed(Feed):
     def input_functions(self) -> tuple[InputFunction, InputFunction]:
         def share(split: str) -> InputFunction:
             def make(context: tf.distribute.InputContext) -> tf.data.Dataset:
+                # Per-replica batches: each goes whole to one replica, so none is empty.
                 batch = context.get_per_replica_batch_size(self.config.batch_size)
                 return self._dataset(split, batch, (context.num_input_pipelines, context.input_pipeline_id))
 

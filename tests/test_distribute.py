@@ -17,7 +17,9 @@ import pytest
 from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 from core.config import TrainConfig
+from core.dataset import scan_dataset
 from core.errors import ConfigError
+from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry
 
 # Two logical CPU devices stand in for two GPUs; they must exist before TensorFlow
@@ -64,6 +66,21 @@ def test_mirrored_training_on_two_replicas_gives_a_plain_model(dataset, tmp_path
     for row, result in zip(rows, results):
         expected = [float(row[f"p_{c}"]) for c in run.classes]
         assert np.allclose(list(result.probabilities.values()), expected, atol=1e-4)
+
+
+def test_a_last_batch_smaller_than_the_replica_count_is_left_out(dataset):
+    # Split over two replicas, a last batch of one image leaves a replica nothing, and
+    # TensorFlow's oneDNN convolutions fail on an empty batch: the mirrored run above
+    # failed so when its training split left one image over.
+    readable = [s for s in scan_dataset(dataset).training if s.path.name.startswith("Tr-")]
+
+    def batch_sizes(count: int, min_batch: int) -> list[int]:
+        ds = make_dataset(readable[:count], 4, 75, 8, SkippedFiles(), min_batch=min_batch)
+        return [len(images) for images, _ in ds]
+
+    assert batch_sizes(9, min_batch=1) == [8, 1]
+    assert batch_sizes(9, min_batch=2) == [8]
+    assert batch_sizes(10, min_batch=2) == [8, 2]
 
 
 def test_strategy_options_are_checked_before_work(dataset, tmp_path):
