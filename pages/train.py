@@ -112,7 +112,7 @@ with st.form("train"):
     unfreeze = c2.selectbox(
         "Unfreeze from", UNFREEZE_CHOICES, index=UNFREEZE_CHOICES.index(defaults.unfreeze_from)
     )
-    val_fraction = c3.slider("Validation fraction", 0.05, 0.4, defaults.val_fraction)
+    val_fraction = c3.slider("Validation fraction", 0.02, 0.4, defaults.val_fraction)
     seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
     patience = c3.number_input("Early-stopping patience", 1, 50, defaults.patience)
     max_per_class = c3.number_input(
