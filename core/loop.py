@@ -56,13 +56,17 @@ def use_synchronized_batchnorm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
+def pad_rows(tensor: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """`tensor` with `rows` rows of zeros added along the batch axis."""
+    return tf.pad(tensor, [[0, rows]] + [[0, 0]] * (tensor.shape.rank - 1))
+
+
 def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
-    def sums(y: tf.Tensor, probs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def sums(y: tf.Tensor, probs: tf.Tensor, weight: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         # The compiled loss before its reduction: the sum is taken over the global batch below.
-        per_example = model.loss.call(y, probs)
-        hits = tf.equal(tf.argmax(y, -1), tf.argmax(probs, -1))
-        count = tf.cast(tf.shape(y)[0], tf.float32)
-        return tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(hits, tf.float32)), count
+        per_example = model.loss.call(y, probs) * weight
+        hits = tf.cast(tf.equal(tf.argmax(y, -1), tf.argmax(probs, -1)), tf.float32) * weight
+        return tf.reduce_sum(per_example), tf.reduce_sum(hits), tf.reduce_sum(weight)
 
     def reduce(*values: tf.Tensor) -> list[tf.Tensor]:
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
@@ -73,7 +77,7 @@ def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
         global_count = context.all_reduce("SUM", tf.cast(tf.shape(y)[0], tf.float32))
         with tf.GradientTape() as tape:
             probs = model(x, training=True)
-            loss_sum, correct, count = sums(y, probs)
+            loss_sum, correct, count = sums(y, probs, tf.ones_like(y[:, 0]))
             loss = loss_sum / tf.maximum(global_count, 1.0)
         grads = tape.gradient(loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -85,11 +89,23 @@ def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
         anyone_stops = strategy.reduce(tf.distribute.ReduceOp.SUM, stop, axis=None)  # > 0: someone
         return (*reduce(loss_sum, correct, count), anyone_stops)
 
+    def replica_test(x, y):
+        # A worker whose share ran out gets an empty batch, and TensorFlow's oneDNN
+        # convolutions fail on those: it predicts one blank image instead, weighted 0.
+        blank = tf.cast(tf.equal(tf.shape(y)[0], 0), tf.int32)
+        weight = pad_rows(tf.ones_like(y[:, 0]), blank)
+        return sums(pad_rows(y, blank), model(pad_rows(x, blank), training=False), weight)
+
     @tf.function(reduce_retracing=True)
     def test_step(x, y):
-        return reduce(*strategy.run(lambda x, y: sums(y, model(x, training=False)), args=(x, y)))
+        return reduce(*strategy.run(replica_test, args=(x, y)))
 
-    return train_step, test_step
+    @tf.function(reduce_retracing=True)
+    def empty_replicas(y):
+        empty = strategy.run(lambda y: tf.cast(tf.equal(tf.shape(y)[0], 0), tf.float32), args=(y,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, empty, axis=None)
+
+    return train_step, test_step, empty_replicas
 
 
 def fit_distributed(
@@ -113,7 +129,7 @@ def fit_distributed(
     val = strategy.distribute_datasets_from_function(val_fn)
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
-    train_step, test_step = _steps(model, strategy)
+    train_step, test_step, empty_replicas = _steps(model, strategy)
     hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs)
     model.stop_training = False
     hooks.on_train_begin()
@@ -123,6 +139,11 @@ def fit_distributed(
         # A worker whose share ran out gets empty batches until all have: every worker
         # takes the same number of steps (the iterator agrees on it through a collective).
         for step, (x, y) in enumerate(train):
+            if float(empty_replicas(y)) > 0:
+                # TensorFlow's oneDNN convolutions fail on an empty batch, and a blank
+                # image would enter the batch norm statistics: every worker leaves this
+                # last, uneven step out (fewer images than one global batch).
+                continue
             *sums, anyone_stops = train_step(x, y, tf.constant(float(stop.requested)))
             totals.add(*sums)
             mine += sum(int(part.shape[0]) for part in strategy.experimental_local_results(y))
