@@ -83,6 +83,28 @@ def test_a_last_batch_smaller_than_the_replica_count_is_left_out(dataset):
     assert batch_sizes(10, min_batch=2) == [8, 2]
 
 
+EIGHT_REPLICAS = TWO_REPLICAS.replace("* 2)", "* 8)").replace(
+    'strategy="mirrored",', 'strategy="mirrored", val_fraction=0.02,'
+)
+
+
+def test_a_validation_set_smaller_than_the_replica_count_is_refused(dataset, tmp_path):
+    # 2% of the tiny Training folder is 4 images (one a class): fewer than 8 replicas,
+    # so every validation batch would leave a replica empty.
+    models = tmp_path / "models"
+    result = subprocess.run(
+        [sys.executable, "-c", EIGHT_REPLICAS, str(dataset), str(models)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    run = Registry(models).get("mirrored")
+    assert run.state == "failed", result.stderr[-3000:]
+    assert "4 validation images cannot be split over 8 replicas" in run.status["error"]
+    assert not run.model_path.exists()
+
+
 def test_strategy_options_are_checked_before_work(dataset, tmp_path):
     with pytest.raises(ConfigError, match="activation cache runs on one device"):
         TrainConfig(data_dir=str(dataset), strategy="mirrored", mode="cached").validate()
