@@ -56,6 +56,11 @@ def use_synchronized_batchnorm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
+def is_empty(batch: tf.Tensor) -> tf.Tensor:
+    """1.0 for a batch without examples, else 0.0."""
+    return tf.cast(tf.equal(tf.shape(batch)[0], 0), tf.float32)
+
+
 def pad_rows(tensor: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
     """`tensor` with `rows` rows of zeros added along the batch axis."""
     return tf.pad(tensor, [[0, rows]] + [[0, 0]] * (tensor.shape.rank - 1))
@@ -92,7 +97,7 @@ def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
     def replica_test(x, y):
         # A worker whose share ran out gets an empty batch, and TensorFlow's oneDNN
         # convolutions fail on those: it predicts one blank image instead, weighted 0.
-        blank = tf.cast(tf.equal(tf.shape(y)[0], 0), tf.int32)
+        blank = tf.cast(is_empty(y), tf.int32)
         weight = pad_rows(tf.ones_like(y[:, 0]), blank)
         return sums(pad_rows(y, blank), model(pad_rows(x, blank), training=False), weight)
 
@@ -102,8 +107,7 @@ def _steps(model: keras.Model, strategy: tf.distribute.Strategy):
 
     @tf.function(reduce_retracing=True)
     def empty_replicas(y):
-        empty = strategy.run(lambda y: tf.cast(tf.equal(tf.shape(y)[0], 0), tf.float32), args=(y,))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, empty, axis=None)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(is_empty, args=(y,)), axis=None)
 
     return train_step, test_step, empty_replicas
 
