@@ -41,15 +41,14 @@ train_run(registry, prepare_run(registry, config, "mirrored"), verbose=2)
 """
 
 
+def run_script(script: str, dataset: Path, models: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", script, str(dataset), str(models)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
 def test_mirrored_training_on_two_replicas_gives_a_plain_model(dataset, tmp_path):
     models = tmp_path / "models"
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_REPLICAS, str(dataset), str(models)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_script(TWO_REPLICAS, dataset, models)
     assert result.returncode == 0, result.stderr[-3000:]
     run = Registry(models).get("mirrored")
     assert run.state == "completed", run.status
@@ -92,13 +91,7 @@ def test_a_validation_set_smaller_than_the_replica_count_is_refused(dataset, tmp
     # 2% of the tiny Training folder is 4 images (one a class): fewer than 8 replicas,
     # so every validation batch would leave a replica empty.
     models = tmp_path / "models"
-    result = subprocess.run(
-        [sys.executable, "-c", EIGHT_REPLICAS, str(dataset), str(models)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script(EIGHT_REPLICAS, dataset, models)
     run = Registry(models).get("mirrored")
     assert run.state == "failed", result.stderr[-3000:]
     assert "4 validation images cannot be split over 8 replicas" in run.status["error"]
