@@ -39,14 +39,12 @@ from core.config import TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation  # noqa: E402
 from core.model import build_model, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
-from core.train import CachedFeed, Phase, RunRecorder, plan_phases  # noqa: E402
+from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
 
 
-class Silent(RunRecorder):
-    """CachedFeed reports caching progress to a recorder; here nobody watches."""
-
-    def __init__(self) -> None:
-        pass
+class Silent:
+    """Stands in for the run's recorder: CachedFeed reports caching progress to it, and
+    here nobody watches."""
 
     def write_progress(self, *args, **kwargs) -> None:
         pass
@@ -104,6 +102,8 @@ def main() -> None:
     parser.add_argument("--schedule", choices=["cosine", "cyclic"], default="cosine")
     parser.add_argument("--out", type=Path, default=OUT / "snapshots")
     args = parser.parse_args()
+    if args.warmup and args.schedule == "cyclic":
+        parser.error("--warmup applies to the cosine schedule, not to --schedule cyclic")
     print("=== bench/snapshot_bench.py ===")
     print("machine:", machine())
     print(f"seed {args.seed}, shift {args.shift}, warm-up {args.warmup}, schedule {args.schedule}")
@@ -143,12 +143,13 @@ def main() -> None:
     y = np.array([s.label for s in tests])
     clean_files = set(cached_audit(index, args.models / ".cache").clean_test_files())
     clean = np.array([index.relative(s) in clean_files for s in tests])
-    upper = keras.Model(model.get_layer(config.boundary()).output, model.output)
     data = cache.dataset(tests, digests, len(index.classes), config.batch_size, 1)
     probabilities = {}
     for path in sorted(args.out.glob("step*.weights.h5")):
         model.load_weights(path)
-        probabilities[path.name.split(".")[0]] = np.asarray(upper.predict(data, verbose=0), dtype=np.float64)
+        probabilities[path.name.split(".")[0]] = np.asarray(
+            feed.boundary_model.predict(data, verbose=0), dtype=np.float64
+        )
     print(f"Testing through the cut and {len(probabilities)} snapshots: {time.monotonic() - start:.0f} s")
 
     def score(name: str, p: np.ndarray) -> None:
