@@ -2,14 +2,15 @@
 
     .venv/bin/python bench/step_bench.py                    # ~8 min on a 2-core CPU
     .venv/bin/python bench/step_bench.py --batch-sizes 32,16,8   # today's settings only
+    .venv/bin/python bench/step_bench.py --batch-sizes 32 --input-sizes 299,256
 
 The fine-tuning epoch of the cached mode is the largest part of a run: the blocks above
 the boundary (default mixed6-mixed10, from cached mixed5 activations) forward and
 backward, batch 32. This times one such step in a fresh process per setting: oneDNN
 optimisations off/on (TF_ENABLE_ONEDNN_OPTS), XLA compilation (jit_compile) off/on,
 batch norm frozen/training; or, with --batch-sizes, today's settings (oneDNN on, batch
-norm training) at each batch size, since images per second, not steps, is what an epoch
-costs. Inputs are random activations of the right shape: the
+norm training) at each batch size and input size, since images per second, not steps, is
+what an epoch costs. Inputs are random activations of the right shape: the
 arithmetic does not depend on the values. Prints the machine.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine, standin_weights  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
 
 STEPS = 8
 EPOCH = 5426  # training images of a run with today's 5% validation
@@ -35,8 +37,8 @@ import json, sys, time
 import keras, numpy as np
 from core.model import build_model, set_trainable
 weights, jit, train_bn = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
-steps, batch = int(sys.argv[4]), int(sys.argv[5])
-model = build_model(4, 299, weights, 0.2)
+steps, batch, size = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+model = build_model(4, size, weights, 0.2)
 upper = keras.Model(model.get_layer("mixed5").output, model.output)
 set_trainable(model, "mixed6", train_bn)
 upper.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=jit)
@@ -55,9 +57,9 @@ print(json.dumps({"first_s": first, "median_s": float(np.median(times))}))
 """
 
 
-def measure(onednn: bool, jit: bool, train_bn: bool, weights: Path, batch: int = 32) -> dict:
+def measure(onednn: bool, jit: bool, train_bn: bool, weights: Path, batch: int = 32, size: int = 299) -> dict:
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = [str(weights), str(int(jit)), str(int(train_bn)), str(STEPS), str(batch)]
+    args = [str(weights), str(int(jit)), str(int(train_bn)), str(STEPS), str(batch), str(size)]
     result = subprocess.run(
         [sys.executable, "-c", ONE_SETTING, *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -83,20 +85,29 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batch-sizes", help="comma-separated, e.g. 32,16,8: time these instead")
+    parser.add_argument(
+        "--input-sizes",
+        default=str(TrainConfig("").input_size),
+        help="comma-separated image sizes for --batch-sizes (default: the default input size)",
+    )
     args = parser.parse_args()
     print("=== bench/step_bench.py ===")
     print("machine:", machine())
     weights = standin_weights()
     if args.batch_sizes:
         print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, {STEPS} timed")
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
-            report(
-                f"batch {batch:3d}  oneDNN on  batch norm training",
-                measure(True, False, True, weights, batch),
-                batch,
-            )
+        for size in (int(s) for s in args.input_sizes.split(",")):
+            for batch in (int(b) for b in args.batch_sizes.split(",")):
+                report(
+                    f"input {size}  batch {batch:3d}  oneDNN on  batch norm training",
+                    measure(True, False, True, weights, batch, size),
+                    batch,
+                )
         return
-    print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, batch 32, {STEPS} timed")
+    print(
+        f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, input 299, "
+        f"batch 32, {STEPS} timed"
+    )
     settings = [
         (False, False, False),
         (True, False, False),
