@@ -47,7 +47,7 @@ class TrainConfig:
     weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file
     # 256 rather than the reference's 299: each fine-tuning epoch costs about 0.7x, which
     # buys two more epochs in the same time (README, Results: 0.3-0.6 points more on
-    # Testing and 0.6-0.7 on the clean set, for each of three seeds).
+    # Testing and 0.6-0.7 on the clean set, for each of the three seeds run at both sizes).
     input_size: int = 256
     batch_size: int = 32
     # 5% of Training for validation (the reference held out more): the 571 images it
@@ -61,9 +61,9 @@ class TrainConfig:
     # The defaults are the recipe measured on a 2-core CPU (README, Results) with the
     # stand-in weights, whose blocks from mixed6 up were trained on another task and need
     # fine-tuning: 5 epochs from mixed6 at 256 px, batch norm adapting to MRI statistics, a
-    # cosine decay from 4x the reference's rate (98.78%, 98.55% and 98.25% on Testing for
-    # three seeds; 96.6% with the reference's constant 1e-4, frozen batch norm, 15%
-    # validation and 3 epochs at 299 px in similar time).
+    # cosine decay from 4x the reference's rate (98.78%, 98.55%, 98.25% and 98.02% on
+    # Testing for four seeds; 96.6% with the reference's constant 1e-4, frozen batch norm,
+    # 15% validation and 3 epochs at 299 px in similar time).
     head_epochs: int = 4
     head_lr: float = 1e-3
     finetune_epochs: int = 5
