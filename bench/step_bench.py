@@ -3,15 +3,18 @@
     .venv/bin/python bench/step_bench.py                    # ~8 min on a 2-core CPU
     .venv/bin/python bench/step_bench.py --batch-sizes 32,16,8   # today's settings only
     .venv/bin/python bench/step_bench.py --batch-sizes 32 --input-sizes 299,256
+    .venv/bin/python bench/step_bench.py --batch-sizes 32 --policies float32,mixed_bfloat16
 
 The fine-tuning epoch of the cached mode is the largest part of a run: the blocks above
 the boundary (default mixed6-mixed10, from cached mixed5 activations) forward and
 backward, batch 32. This times one such step in a fresh process per setting: oneDNN
 optimisations off/on (TF_ENABLE_ONEDNN_OPTS), XLA compilation (jit_compile) off/on,
 batch norm frozen/training; or, with --batch-sizes, today's settings (oneDNN on, batch
-norm training) at each batch size and input size, since images per second, not steps, is
-what an epoch costs. Inputs are random activations of the right shape: the
-arithmetic does not depend on the values. Prints the machine.
+norm training) at each batch size, input size and Keras dtype policy (mixed_bfloat16:
+bfloat16 arithmetic, float32 weights; CPUs with AMX or AVX-512 bfloat16 units may run it
+faster, others slower), since images per second, not steps, is what an epoch costs.
+Inputs are random activations of the right shape: the arithmetic does not depend on the
+values. Prints the machine.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import keras, numpy as np
 from core.model import build_model, set_trainable
 weights, jit, train_bn = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 steps, batch, size = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+keras.config.set_dtype_policy(sys.argv[7])
 model = build_model(4, size, weights, 0.2)
 upper = keras.Model(model.get_layer("mixed5").output, model.output)
 set_trainable(model, "mixed6", train_bn)
@@ -57,9 +61,17 @@ print(json.dumps({"first_s": first, "median_s": float(np.median(times))}))
 """
 
 
-def measure(onednn: bool, jit: bool, train_bn: bool, weights: Path, batch: int = 32, size: int = 299) -> dict:
+def measure(
+    onednn: bool,
+    jit: bool,
+    train_bn: bool,
+    weights: Path,
+    batch: int = 32,
+    size: int = 299,
+    policy: str = "float32",
+) -> dict:
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = [str(weights), str(int(jit)), str(int(train_bn)), str(STEPS), str(batch), str(size)]
+    args = [str(weights), str(int(jit)), str(int(train_bn)), str(STEPS), str(batch), str(size), policy]
     result = subprocess.run(
         [sys.executable, "-c", ONE_SETTING, *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -90,19 +102,25 @@ def main() -> None:
         default=str(TrainConfig("").input_size),
         help="comma-separated image sizes for --batch-sizes (default: the default input size)",
     )
+    parser.add_argument(
+        "--policies",
+        default="float32",
+        help="comma-separated Keras dtype policies for --batch-sizes, e.g. float32,mixed_bfloat16",
+    )
     args = parser.parse_args()
     print("=== bench/step_bench.py ===")
     print("machine:", machine())
     weights = standin_weights()
     if args.batch_sizes:
         print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, {STEPS} timed")
-        for size in (int(s) for s in args.input_sizes.split(",")):
-            for batch in (int(b) for b in args.batch_sizes.split(",")):
-                report(
-                    f"input {size}  batch {batch:3d}  oneDNN on  batch norm training",
-                    measure(True, False, True, weights, batch, size),
-                    batch,
-                )
+        for policy in args.policies.split(","):
+            for size in (int(s) for s in args.input_sizes.split(",")):
+                for batch in (int(b) for b in args.batch_sizes.split(",")):
+                    report(
+                        f"{policy}  input {size}  batch {batch:3d}  oneDNN on  batch norm training",
+                        measure(True, False, True, weights, batch, size, policy),
+                        batch,
+                    )
         return
     print(
         f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, input 299, "
