@@ -20,6 +20,7 @@ values. Prints the machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -113,14 +114,15 @@ def main() -> None:
     weights = standin_weights()
     if args.batch_sizes:
         print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, {STEPS} timed")
-        for policy in args.policies.split(","):
-            for size in (int(s) for s in args.input_sizes.split(",")):
-                for batch in (int(b) for b in args.batch_sizes.split(",")):
-                    report(
-                        f"{policy}  input {size}  batch {batch:3d}  oneDNN on  batch norm training",
-                        measure(True, False, True, weights, batch, size, policy),
-                        batch,
-                    )
+        policies = args.policies.split(",")
+        sizes = [int(s) for s in args.input_sizes.split(",")]
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+        for policy, size, batch in itertools.product(policies, sizes, batches):
+            report(
+                f"{policy}  input {size}  batch {batch:3d}  oneDNN on  batch norm training",
+                measure(True, False, True, weights, batch, size, policy),
+                batch,
+            )
         return
     print(
         f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, input 299, "
