@@ -39,13 +39,13 @@ EPOCH = 5426  # training images of a run with today's 5% validation
 ONE_SETTING = """
 import json, sys, time
 import keras, numpy as np
-from core.model import build_model, set_trainable
+from core.model import build_model, set_precision, set_trainable
 weights, jit, train_bn = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 steps, batch, size = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-keras.config.set_dtype_policy(sys.argv[7])
 model = build_model(4, size, weights, 0.2)
 upper = keras.Model(model.get_layer("mixed5").output, model.output)
 set_trainable(model, "mixed6", train_bn)
+set_precision(model, "mixed6", sys.argv[7])  # as training sets it
 upper.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=jit)
 rng = np.random.default_rng(0)
 x = rng.random((batch, *upper.input.shape[1:]), dtype=np.float32)
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument(
         "--policies",
         default="float32",
-        help="comma-separated Keras dtype policies for --batch-sizes, e.g. float32,mixed_bfloat16",
+        help="comma-separated precisions for --batch-sizes, e.g. float32,mixed_bfloat16",
     )
     args = parser.parse_args()
     print("=== bench/step_bench.py ===")

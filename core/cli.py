@@ -12,6 +12,7 @@ from core.config import (
     BLOCKS,
     FLAG_BELOW,
     MODES,
+    PRECISIONS,
     SCHEDULES,
     STRATEGIES,
     UNFREEZE_CHOICES,
@@ -99,6 +100,13 @@ def _train_parser(sub) -> None:
         help="tf.distribute: default (one device), mirrored (every GPU of this machine) or "
         "multi_worker (the machines in TF_CONFIG: run the same command on each); end_to_end "
         "mode; --batch-size is then the global batch",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="arithmetic of the blocks that fine-tune: mixed_bfloat16 is fast on CPUs with AMX "
+        "(auto: use it there); the saved model is float32 either way",
     )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
@@ -205,6 +213,7 @@ def _config_from_args(args) -> TrainConfig:
         cache_boundary=args.cache_boundary,
         drop_duplicates=args.drop_duplicates,
         strategy=args.strategy,
+        precision=args.precision,
     )
 
 

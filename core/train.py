@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -33,7 +33,7 @@ from core.distribute import describe, is_multi_worker, make_strategy
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
-from core.model import build_model, load_model, save_model, set_trainable
+from core.model import build_model, load_model, resolve_precision, save_model, set_precision, set_trainable
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 
@@ -251,6 +251,8 @@ def software_versions() -> dict[str, str]:
 def prepare_run(registry: Registry, config: TrainConfig, run_id: str | None = None) -> Run:
     """Create the run folder with its configuration; training itself comes after."""
     config.validate()
+    # Written as what it stands for here, so that the config reproduces the run elsewhere.
+    config = replace(config, precision=resolve_precision(config.precision))
     run = registry.create(run_id or registry.new_run_id(config.unfreeze_from))
     run.write("config.json", config.to_dict())
     return run
@@ -385,12 +387,15 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         replicas = 1 if multi_worker else strategy.num_replicas_in_sync
         feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped, replicas)
 
+    precision = resolve_precision(config.precision)
     for i, phase in enumerate(phases):
         if control.requested:
             break
         trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
         recorder.start_phase(i, batches)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
+        # After the cache is built: its activations and pooled features stay float32.
+        set_precision(model, phase.unfreeze_from, precision)
         with strategy.scope():
             trainable.compile(
                 optimizer=phase.optimizer(batches),
@@ -416,7 +421,8 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
                 )
         finally:
             timings[f"{phase.name}_s"] = time.monotonic() - start
-            run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
+            meta = _meta(timings, len(train_samples), recorder, skipped, feed, strategy, precision)
+            run.write("meta.json", meta)
         if control.requested:
             raise StopRequested
 
@@ -430,7 +436,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     evaluate_run(run, index, best, verbose=verbose, validation=feed.validation_predictions(best, index))
     timings["evaluate_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
-    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy))
+    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy, precision))
     recorder.write_progress("done", force=True)
 
 
@@ -593,10 +599,12 @@ def _meta(
     skipped: SkippedFiles,
     feed: Feed,
     strategy: tf.distribute.Strategy,
+    precision: str,
 ) -> dict:
     return {
         "feed": feed.describe(),
         "distribute": describe(strategy),
+        "precision": precision,  # what "auto" stood for on this machine
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "train_images_per_s": {
             f"{r['phase']}": round(n_train / r["seconds"], 2) for r in recorder.history if r["seconds"]

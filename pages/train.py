@@ -2,7 +2,15 @@
 
 import streamlit as st
 
-from core.config import MODES, ONE_MACHINE_STRATEGIES, SCHEDULES, UNFREEZE_CHOICES, AugmentConfig, TrainConfig
+from core.config import (
+    MODES,
+    ONE_MACHINE_STRATEGIES,
+    PRECISIONS,
+    SCHEDULES,
+    UNFREEZE_CHOICES,
+    AugmentConfig,
+    TrainConfig,
+)
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
@@ -131,7 +139,7 @@ with st.form("train"):
         defaults.drop_duplicates,
         help="Keep one image of each group of copies in Training (see the Dataset page's audit)",
     )
-    m1, m2, m3 = st.columns([2, 1, 1])
+    m1, m2, m3, m4 = st.columns([2, 1, 1, 1])
     mode = m1.radio(
         "Training mode",
         MODES,
@@ -147,6 +155,14 @@ with st.form("train"):
         help="default: one device. mirrored: one model replica per GPU of this machine "
         "(end_to_end mode); the batch size is then split across them. Training across "
         "machines (multi_worker) starts from the command line on each machine.",
+    )
+    precision = m4.selectbox(
+        "Arithmetic",
+        PRECISIONS,
+        index=PRECISIONS.index(defaults.precision),
+        help="mixed_bfloat16: the fine-tuned blocks multiply in bfloat16, much faster on CPUs "
+        "with AMX units (recent Intel Xeons), slower on others; auto picks it where it is "
+        "fast. The saved model computes in float32 either way.",
     )
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")
@@ -164,6 +180,7 @@ if submitted:
     config = TrainConfig(
         data_dir=st.session_state.get("data_dir", ""),
         strategy=strategy,
+        precision=precision,
         weights=weights,
         input_size=int(input_size),
         batch_size=int(batch_size),

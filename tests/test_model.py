@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.model import build_model, load_model, set_trainable
+from core.model import build_model, load_model, save_model, set_precision, set_trainable
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,26 @@ def test_saved_model_reloads_in_safe_mode_with_identical_outputs(model, tmp_path
     np.testing.assert_allclose(
         load_model(path).predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
     )
+
+
+def test_mixed_bfloat16_computes_the_fine_tuned_blocks_and_saves_a_float32_model(tmp_path):
+    model = build_model(4, input_size=75, weights="none")
+    images = np.random.default_rng(2).uniform(0, 255, (3, 75, 75, 3)).astype(np.float32)
+    float32 = np.asarray(model(images))
+    set_precision(model, "mixed9", "mixed_bfloat16")
+    names = [layer.name for layer in model.layers]
+    boundary = names.index("mixed8")
+    assert {layer.compute_dtype for layer in model.layers[: boundary + 1]} == {"float32"}
+    assert {layer.compute_dtype for layer in model.layers[boundary + 1 : -1]} == {"bfloat16"}
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"}  # only the arithmetic is rounded
+    mixed = np.asarray(model(images))  # predict() would reuse its float32 trace
+    assert mixed.dtype == np.float32 and not np.array_equal(mixed, float32)
+    np.testing.assert_allclose(mixed, float32, atol=0.02)  # bfloat16 keeps ~3 digits
+
+    path = tmp_path / "m.keras"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert {layer.compute_dtype for layer in loaded.layers} == {"float32"}
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), float32, atol=1e-6)
+    assert model.get_layer("mixed10").compute_dtype == "bfloat16"  # saving left training's alone

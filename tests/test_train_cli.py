@@ -230,3 +230,27 @@ def test_label_smoothing_trains_against_softened_targets(dataset, tmp_path):
     assert min(losses["plain"]) < floor - 0.3
     bad = run_cli("train", *args, "--label-smoothing", "1.5", models=tmp_path)
     assert bad.returncode == 2 and "label_smoothing must be in [0, 1)" in bad.stderr
+
+
+def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(dataset, tmp_path):
+    from conftest import tiny_config
+
+    from core.config import TrainConfig
+    from core.errors import ConfigError
+    from core.model import load_model, resolve_precision
+    from core.train import prepare_run
+
+    args = [str(dataset), *TINY_TRAIN_ARGS, "--precision", "mixed_bfloat16", "--run-id", "bf16"]
+    result = run_cli("train", *args, models=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = Registry(tmp_path).get("bf16")
+    assert (
+        run.config["precision"] == "mixed_bfloat16" and run.read("meta.json")["precision"] == "mixed_bfloat16"
+    )
+    assert len(run.history) == 2 and all(np.isfinite(epoch["loss"]) for epoch in run.history)
+    assert {layer.compute_dtype for layer in load_model(run.model_path).layers} == {"float32"}
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        TrainConfig(data_dir=str(dataset), precision="float16").validate()
+    # "auto" is written down as what it stands for on this machine.
+    auto = prepare_run(Registry(tmp_path), tiny_config(dataset), "auto")
+    assert auto.config["precision"] == resolve_precision("auto") != "auto"
