@@ -67,9 +67,10 @@ class TrainConfig:
     # stand-in weights, whose blocks from mixed6 up were trained on another task and need
     # fine-tuning: 5 epochs from mixed6 at 256 px, batch norm adapting to MRI statistics, a
     # cosine decay from 4x the reference's rate (98.78%, 98.55%, 98.25% and 98.02% on
-    # Testing for four seeds on an AMD EPYC, 98.25% for seed 42 on an Intel Xeon, where it
-    # also took 41.6 min; 96.6% with the reference's constant 1e-4, frozen batch norm,
-    # 15% validation and 3 epochs at 299 px in similar time).
+    # Testing for four seeds on an AMD EPYC; on an Intel Xeon 98.25% for seed 42 in
+    # float32, 41.6 min, and with precision auto 98.47% and 98.78% for seeds 42 and 7,
+    # 22.4 min; 96.6% with the reference's constant 1e-4, frozen batch norm, 15% validation
+    # and 3 epochs at 299 px in similar time).
     head_epochs: int = 4
     head_lr: float = 1e-3
     finetune_epochs: int = 5
