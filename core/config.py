@@ -68,8 +68,8 @@ class TrainConfig:
     # fine-tuning: 5 epochs from mixed6 at 256 px, batch norm adapting to MRI statistics, a
     # cosine decay from 4x the reference's rate (98.78%, 98.55%, 98.25% and 98.02% on
     # Testing for four seeds on an AMD EPYC; on an Intel Xeon 98.25% for seed 42 in
-    # float32, 41.6 min, and with precision auto 98.47% and 98.78% for seeds 42 and 7,
-    # 22.4 min; 96.6% with the reference's constant 1e-4, frozen batch norm, 15% validation
+    # float32, 41.6 min, and with precision auto 98.47%, 98.78% and 97.71% for seeds 42, 7
+    # and 3, 22.4 min; 96.6% with the reference's constant 1e-4, frozen batch norm, 15% validation
     # and 3 epochs at 299 px in similar time).
     head_epochs: int = 4
     head_lr: float = 1e-3
@@ -89,9 +89,9 @@ class TrainConfig:
     cache_views: int = 1  # stored views per training image: 1 plain + augmented ones
     cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
     strategy: str = "default"  # tf.distribute strategy (STRATEGIES); batch_size is the global batch
-    # "auto": mixed bfloat16 where the CPU has AMX units (an Intel Xeon here: fine-tuning
-    # epochs took about half the time, and seed 42 gave 98.47% against float32's 98.25%),
-    # float32 elsewhere. A prepared run's config.json says which it was.
+    # "auto": mixed bfloat16 where the CPU has AMX units (an Intel Xeon here: steps took
+    # half the time, and three seeds averaged 98.32% against float32's 98.35%), float32
+    # elsewhere. A prepared run's config.json says which it was.
     precision: str = "auto"  # PRECISIONS
 
     def boundary(self) -> str:

@@ -111,7 +111,7 @@ def set_trainable(model: keras.Model, unfreeze_from: str, train_batchnorm: bool 
 
 def has_bfloat16_units() -> bool:
     """Whether this machine's CPU multiplies bfloat16 in hardware (AMX): there mixed
-    bfloat16 fine-tuning steps took 0.55x the float32 time (README, Results); elsewhere
+    bfloat16 fine-tuning steps took about half the float32 time (README, Results); elsewhere
     TensorFlow emulates it and it is slower."""
     try:
         with open("/proc/cpuinfo") as handle:
