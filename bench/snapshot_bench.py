@@ -37,7 +37,7 @@ from core.audit import cached_audit  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation  # noqa: E402
-from core.model import build_model, set_trainable  # noqa: E402
+from core.model import build_model, resolve_precision, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
 
@@ -124,6 +124,7 @@ def main() -> None:
     for phase in plan_phases(config):
         trainable, train_data, val_data, batches = feed.for_phase(model, phase)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
+        set_precision(model, phase.unfreeze_from, resolve_precision(config.precision))  # as train does
         trainable.compile(
             optimizer=optimizer(phase, batches, args), loss="categorical_crossentropy", metrics=["accuracy"]
         )
@@ -136,6 +137,8 @@ def main() -> None:
             train_data, validation_data=val_data, epochs=phase.epochs, callbacks=callbacks, verbose=2
         )
         print(f"{phase.name}: {time.monotonic() - start:.0f} s")
+    # Scored, and Testing cached, in float32, as a saved model computes.
+    set_precision(model, config.unfreeze_from, "float32")
 
     start = time.monotonic()
     digests = cache.build(model, index.testing, 1, SkippedFiles())
