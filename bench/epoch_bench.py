@@ -40,9 +40,9 @@ import tensorflow as tf  # noqa: E402
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.config import PRECISIONS, TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation, subsample  # noqa: E402
-from core.model import build_model, save_model, set_trainable  # noqa: E402
+from core.model import build_model, resolve_precision, save_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.train import RunRecorder, StopFlag, plan_phases  # noqa: E402
@@ -72,10 +72,11 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=OUT / "defaults", help="registry whose cache to use")
     parser.add_argument("--steps", type=int, default=10, help="fine-tuning steps a round, each way")
     parser.add_argument("--rounds", type=int, default=4, help="rounds of the four ways of fitting")
+    parser.add_argument("--precision", choices=PRECISIONS, default=TrainConfig("").precision)
     args = parser.parse_args()
     print("=== bench/epoch_bench.py ===")
     print("machine:", machine())
-    config = TrainConfig(data_dir=str(DATASET), weights=str(standin_weights())).validate()
+    config = TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate()
     index = scan_dataset(config.data_dir)
     pool = subsample(index.training, config.max_per_class, config.seed)
     train, val = split_validation(pool, config.val_fraction, config.seed)
@@ -94,6 +95,8 @@ def main() -> None:
     phase = plan_phases(config)[-1]
     upper = keras.Model(model.get_layer(config.boundary()).output, model.output)
     set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
+    precision = resolve_precision(config.precision)
+    set_precision(model, phase.unfreeze_from, precision)  # as training sets it
     upper.compile(optimizer=phase.optimizer(batches), loss="categorical_crossentropy", metrics=["accuracy"])
 
     def feed() -> tf.data.Dataset:
@@ -107,10 +110,9 @@ def main() -> None:
         upper.fit(data.repeat(), steps_per_epoch=args.steps, epochs=1, callbacks=callbacks, verbose=0)
 
     print(
-        f"{len(train):,} training images, {batches} steps an epoch; {args.rounds} rounds of "
+        f"{len(train):,} training images, {batches} steps an epoch in {precision}; {args.rounds} rounds of "
         f"{args.steps} steps each way, interleaved"
     )
-    timed("warm-up (traces the step; not part of an epoch)", lambda: fit(one_batch), 1)
     timed("input pipeline alone", lambda: sum(1 for _ in feed().repeat().take(args.steps)), scale)
     with tempfile.TemporaryDirectory() as scratch:
         run = Registry(Path(scratch)).create("epoch-bench")
@@ -124,6 +126,8 @@ def main() -> None:
             "fit, cached activations": lambda: fit(feed()),
             "fit, cached activations, RunRecorder": lambda: fit(feed(), [recorder]),
         }
+        for way, action in ways.items():  # each traces its function once: not part of an epoch
+            timed(f"warm-up: {way}", action, 1)
         # The host's speed drifts by 20% over minutes here: interleaving the ways and
         # taking medians compares them at the same moments.
         epochs: dict[str, list[float]] = {way: [] for way in ways}
