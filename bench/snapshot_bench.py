@@ -137,7 +137,7 @@ def main() -> None:
             train_data, validation_data=val_data, epochs=phase.epochs, callbacks=callbacks, verbose=2
         )
         print(f"{phase.name}: {time.monotonic() - start:.0f} s")
-    # Scored, and Testing cached, in float32, as a saved model computes.
+    # Scored in float32, as a saved model computes.
     set_precision(model, config.unfreeze_from, "float32")
 
     start = time.monotonic()

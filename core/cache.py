@@ -31,6 +31,7 @@ from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
 from core.errors import ImageDecodeError
 from core.images import load_rgb
+from core.model import float32_policies
 from core.pipeline import SkippedFiles
 
 Progress = Callable[[int, int], None]
@@ -131,10 +132,12 @@ class ActivationCache:
         todo = [
             (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
         ]
-        if todo:
-            todo = self._derive(model, todo, digests, progress, batch_size)
-        if todo:
-            self._compute(model, todo, digests, skipped, progress, batch_size)
+        # The key leaves the training precision out: what is stored is always float32's.
+        with float32_policies(model):
+            if todo:
+                todo = self._derive(model, todo, digests, progress, batch_size)
+            if todo:
+                self._compute(model, todo, digests, skipped, progress, batch_size)
         bad = skipped.as_dict()
         return {s: d for s, d in digests.items() if str(s.path) not in bad}
 

@@ -130,16 +130,18 @@ def resolve_precision(precision: str) -> str:
 def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> None:
     """Compute the layers from `unfreeze_from` up in `precision` ("float32" or
     "mixed_bfloat16"); the weights stay float32, and so does the softmax, whose
-    probabilities need the range. Layers below keep float32, so cached activations do
-    not depend on it. Functions Keras traced before keep their precision until the model
-    is compiled again, as training does at each phase."""
+    probabilities need the range. Layers below keep float32, and the activation cache
+    computes in float32 whatever this says (core.cache). Functions Keras traced before
+    keep their precision until the model is compiled again, as training does at each
+    phase."""
     for layer in model.layers[_first_trainable_index(model, unfreeze_from) :]:
         if layer.name != "predictions":
             layer.dtype_policy = precision
 
 
 @contextmanager
-def _float32_policies(model: keras.Model) -> Iterator[None]:
+def float32_policies(model: keras.Model) -> Iterator[None]:
+    """Every layer computes in float32 inside the block, in what it traces there."""
     policies = {layer.name: layer.dtype_policy for layer in model.layers}
     try:
         for layer in model.layers:
@@ -163,7 +165,7 @@ def save_model(model: keras.Model, path: Path) -> None:
 
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
-        with _float32_policies(model):
+        with float32_policies(model):
             model.save(tmp)
         os.replace(tmp, path)
     except OSError as exc:

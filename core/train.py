@@ -394,7 +394,6 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
         recorder.start_phase(i, batches)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-        # After the cache is built: its activations and pooled features stay float32.
         set_precision(model, phase.unfreeze_from, precision)
         with strategy.scope():
             trainable.compile(

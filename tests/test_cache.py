@@ -16,7 +16,7 @@ from core.config import TrainConfig
 from core.dataset import scan_dataset
 from core.errors import ConfigError
 from core.images import load_rgb
-from core.model import build_model
+from core.model import build_model, set_precision
 from core.pipeline import SkippedFiles
 
 
@@ -212,3 +212,16 @@ def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset
     assert saved["temperature"] == pytest.approx(from_images["temperature"], rel=2e-2)
     for key in ("ece_before", "nll_before", "nll_after"):
         assert saved["validation"][key] == pytest.approx(from_images["validation"][key], abs=5e-3)
+
+
+def test_the_cache_is_float32_whatever_precision_the_model_trains_in(setup, tmp_path):
+    config, model, samples, cache, digests = setup
+    mixed = build_model(4, 75, "none")
+    mixed.load_weights(config.weights)
+    set_precision(mixed, "mixed6", "mixed_bfloat16")  # the pooled features pass through these
+    other = ActivationCache(tmp_path, config)
+    other_digests = other.build(mixed, samples, 1, SkippedFiles())
+    np.testing.assert_array_equal(
+        other.pooled(samples, other_digests, 1)[0], cache.pooled(samples, digests, 1)[0]
+    )
+    assert mixed.get_layer("mixed10").compute_dtype == "bfloat16"  # the model's own precision is kept
