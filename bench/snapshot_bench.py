@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,8 +138,9 @@ def main() -> None:
             train_data, validation_data=val_data, epochs=phase.epochs, callbacks=callbacks, verbose=2
         )
         print(f"{phase.name}: {time.monotonic() - start:.0f} s")
-    # Scored in float32, as a saved model computes.
+    # Scored in float32, as a saved model computes: the upper blocks and the cut's cache.
     set_precision(model, config.unfreeze_from, "float32")
+    cache = ActivationCache(args.models / ".cache", replace(config, precision="float32"))
 
     start = time.monotonic()
     digests = cache.build(model, index.testing, 1, SkippedFiles())

@@ -3,7 +3,8 @@
 On a CPU most of a fine-tuning epoch is spent pushing every image through the frozen
 lower blocks again. Here those blocks run once per image and per augmented view, and
 their output (the "boundary" activations, float16) is kept on disk under a key made of
-the weights, the input size and the boundary block, plus the augmentation settings and
+the weights, the input size, the boundary block and the arithmetic (float32, or
+bfloat16 where the run's precision says so), plus the augmentation settings and
 seed for the augmented views (view 0, the image as it is, depends on neither, so runs
 that differ only in seed share it); each file is named by the image's content hash and
 view. Any later run with the same backbone and data reuses them. A cache cut higher up
@@ -31,7 +32,7 @@ from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
 from core.errors import ImageDecodeError
 from core.images import load_rgb
-from core.model import float32_policies
+from core.model import computing_in, resolve_precision
 from core.pipeline import SkippedFiles
 
 Progress = Callable[[int, int], None]
@@ -60,6 +61,9 @@ def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = No
         "boundary": config.boundary(),
         "keras": keras.__version__,
     }
+    precision = resolve_precision(config.precision)
+    if precision != "float32":  # float32 keys stay what they were before there was a choice
+        spec["precision"] = precision
     if not plain:
         spec.update(augment=asdict(config.augment), seed=config.seed)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
@@ -72,6 +76,7 @@ class ActivationCache:
     def __init__(self, root: Path, config: TrainConfig) -> None:
         self.config, self.root = config, Path(root)
         self.weights = weights_id(config.weights, config.seed)
+        self.precision = resolve_precision(config.precision)
         self.plain_folder, self.folder = self.folders_at(config.boundary())
         self.derived: dict[str, int] = {}  # lower boundary -> views derived from its cache
         self._adopt_plain_views(config.boundary())
@@ -107,7 +112,11 @@ class ActivationCache:
         if not spec.exists():
             unused = ("seed", "augment") if plain else ()
             settings = {k: v for k, v in self.config.to_dict().items() if k not in unused}
-            settings |= {"boundary": boundary, "views": "plain" if plain else "augmented"}
+            settings |= {
+                "boundary": boundary,
+                "views": "plain" if plain else "augmented",
+                "precision": self.precision,
+            }
             spec.write_text(json.dumps(settings, indent=2))
 
     def build(
@@ -132,8 +141,8 @@ class ActivationCache:
         todo = [
             (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
         ]
-        # The key leaves the training precision out: what is stored is always float32's.
-        with float32_policies(model):
+        # In the run's precision, whatever the model's layers were set to: the key says which.
+        with computing_in(model, self.precision):
             if todo:
                 todo = self._derive(model, todo, digests, progress, batch_size)
             if todo:

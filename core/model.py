@@ -130,8 +130,8 @@ def resolve_precision(precision: str) -> str:
 def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> None:
     """Compute the layers from `unfreeze_from` up in `precision` ("float32" or
     "mixed_bfloat16"); the weights stay float32, and so does the softmax, whose
-    probabilities need the range. Layers below keep float32, and the activation cache
-    computes in float32 whatever this says (core.cache). Functions Keras traced before
+    probabilities need the range. Layers below keep float32 (the activation cache sets
+    its own precision, core.cache). Functions Keras traced before
     keep their precision until the model is compiled again, as training does at each
     phase."""
     for layer in model.layers[_first_trainable_index(model, unfreeze_from) :]:
@@ -140,12 +140,14 @@ def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> Non
 
 
 @contextmanager
-def float32_policies(model: keras.Model) -> Iterator[None]:
-    """Every layer computes in float32 inside the block, in what it traces there."""
+def computing_in(model: keras.Model, precision: str) -> Iterator[None]:
+    """Every layer but the softmax computes in `precision` inside the block, in what it
+    traces there; each layer's own policy comes back afterwards."""
     policies = {layer.name: layer.dtype_policy for layer in model.layers}
     try:
         for layer in model.layers:
-            layer.dtype_policy = "float32"
+            if layer.name != "predictions":
+                layer.dtype_policy = precision
         yield
     finally:
         for layer in model.layers:
@@ -165,7 +167,7 @@ def save_model(model: keras.Model, path: Path) -> None:
 
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
-        with float32_policies(model):
+        with computing_in(model, "float32"):
             model.save(tmp)
         os.replace(tmp, path)
     except OSError as exc:

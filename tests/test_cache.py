@@ -16,7 +16,7 @@ from core.config import TrainConfig
 from core.dataset import scan_dataset
 from core.errors import ConfigError
 from core.images import load_rgb
-from core.model import build_model, set_precision
+from core.model import build_model, resolve_precision, set_precision
 from core.pipeline import SkippedFiles
 
 
@@ -28,7 +28,12 @@ def setup(dataset, tmp_path_factory):
     weights = tmp_path_factory.mktemp("weights") / "backbone.weights.h5"
     model.save_weights(weights)
     config = TrainConfig(
-        data_dir=str(dataset), weights=str(weights), input_size=75, unfreeze_from="mixed9", cache_views=2
+        data_dir=str(dataset),
+        weights=str(weights),
+        input_size=75,
+        unfreeze_from="mixed9",
+        cache_views=2,
+        precision="float32",  # compared with the float32 model below
     )
     samples = scan_dataset(dataset).testing[:6]
     cache = ActivationCache(tmp_path_factory.mktemp("cache"), config)
@@ -118,10 +123,13 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
         replace(config, seed=1),
         replace(config, unfreeze_from="mixed8"),
         replace(config, augment=replace(config.augment, zoom=0.3)),
+        replace(config, precision="mixed_bfloat16"),
     ]
-    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 5
+    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 6
+    auto = replace(config, precision="auto")  # keyed by what it stands for on this machine
+    assert cache_key(auto) == cache_key(replace(config, precision=resolve_precision("auto")))
     # The plain view is the image as it is: neither the augmentation nor its seed matters.
-    size, seed, cut, augment = different
+    size, seed, cut, augment, _ = different
     plain = {cache_key(c, plain=True) for c in (config, *same, seed, augment)}
     assert plain == {cache_key(config, plain=True)} != {cache_key(config)}
     assert len({cache_key(c, plain=True) for c in (config, size, cut)}) == 3
@@ -214,14 +222,29 @@ def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset
         assert saved["validation"][key] == pytest.approx(from_images["validation"][key], abs=5e-3)
 
 
-def test_the_cache_is_float32_whatever_precision_the_model_trains_in(setup, tmp_path):
+def test_the_cache_computes_in_the_runs_precision_and_keys_it(setup, tmp_path):
+    """A mixed bfloat16 run's cache is computed in bfloat16, under a key of its own and
+    close to float32's; a float32 run's is float32's whatever the model's layers were set to."""
     config, model, samples, cache, digests = setup
     mixed = build_model(4, 75, "none")
     mixed.load_weights(config.weights)
     set_precision(mixed, "mixed6", "mixed_bfloat16")  # the pooled features pass through these
-    other = ActivationCache(tmp_path, config)
-    other_digests = other.build(mixed, samples, 1, SkippedFiles())
+    again = ActivationCache(tmp_path, config)
     np.testing.assert_array_equal(
-        other.pooled(samples, other_digests, 1)[0], cache.pooled(samples, digests, 1)[0]
+        again.pooled(samples, again.build(mixed, samples, 1, SkippedFiles()), 1)[0],
+        cache.pooled(samples, digests, 1)[0],
     )
-    assert mixed.get_layer("mixed10").compute_dtype == "bfloat16"  # the model's own precision is kept
+    low = ActivationCache(tmp_path, replace(config, precision="mixed_bfloat16"))
+    assert low.plain_folder != again.plain_folder
+    low_digests = low.build(model, samples, 1, SkippedFiles())
+    assert json.loads((low.plain_folder / "spec.json").read_text())["precision"] == "mixed_bfloat16"
+    for kind in ("boundary", "pooled"):
+        a, b = (
+            np.stack([np.load(c.path(d[s], 0, kind)) for s in samples])
+            for c, d in ((low, low_digests), (cache, digests))
+        )
+        assert not np.array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=5e-2, atol=5e-2 * float(np.abs(b).max()))
+    # Each model keeps its own precision.
+    assert mixed.get_layer("mixed10").compute_dtype == "bfloat16"
+    assert model.get_layer("mixed10").compute_dtype == "float32"
