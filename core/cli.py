@@ -105,7 +105,8 @@ def _train_parser(sub) -> None:
         "--precision",
         choices=PRECISIONS,
         default=defaults.precision,
-        help="arithmetic of the blocks that fine-tune: mixed_bfloat16 is fast on CPUs with AMX "
+        help="arithmetic of training (fine-tuned blocks, cache build): mixed_bfloat16 is fast "
+        "on CPUs with AMX "
         "(auto: use it there); the saved model is float32 either way",
     )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")

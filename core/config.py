@@ -21,10 +21,10 @@ SCHEDULES = ("constant", "cosine")
 # the same across machines listed in TF_CONFIG (command line only).
 STRATEGIES = ("default", "mirrored", "multi_worker")
 ONE_MACHINE_STRATEGIES = STRATEGIES[:2]  # what the app offers: it starts one process
-# The arithmetic of the blocks that fine-tuning trains. "mixed_bfloat16": bfloat16
-# products, float32 weights and softmax; fast on CPUs with AMX bfloat16 units, slow on
-# others. "auto": mixed_bfloat16 where the CPU has them, else float32. Saved models are
-# float32 whichever trained them.
+# The arithmetic of training: the blocks that fine-tune and the activation cache's
+# forward pass. "mixed_bfloat16": bfloat16 products, float32 weights and softmax; fast on
+# CPUs with AMX bfloat16 units, slow on others. "auto": mixed_bfloat16 where the CPU has
+# them, else float32. Saved models are float32 whichever trained them.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 # Predictions whose top probability is below this are flagged for a human look.

@@ -160,7 +160,8 @@ with st.form("train"):
         "Arithmetic",
         PRECISIONS,
         index=PRECISIONS.index(defaults.precision),
-        help="mixed_bfloat16: the fine-tuned blocks multiply in bfloat16, much faster on CPUs "
+        help="mixed_bfloat16: the fine-tuned blocks and the cache's forward pass multiply in "
+        "bfloat16, much faster on CPUs "
         "with AMX units (recent Intel Xeons), slower on others; auto picks it where it is "
         "fast. The saved model computes in float32 either way.",
     )
