@@ -565,8 +565,9 @@ class CachedFeed(Feed):
         return self.boundary_model, train, val, math.ceil(len(self.train) / bs)
 
     def validation_predictions(self, model: keras.Model, index: DatasetIndex) -> Predictions:
-        """From the cached activations: equal to the images' up to float16 rounding, and
-        only the blocks above the boundary run (calibration needs these predictions)."""
+        """From the cached activations: equal to the images' up to float16 rounding (and
+        bfloat16 arithmetic below the boundary in such a run), and only the blocks above
+        the boundary run (calibration needs these predictions)."""
         upper = keras.Model(model.get_layer(self.config.boundary()).output, model.output)
         kept = [s for s in self.val if s in self.digests]
         data = self.cache.dataset(kept, self.digests, self.n, self.config.batch_size, 1)
