@@ -74,9 +74,10 @@ class ActivationCache:
     plain view in one folder, the augmented views in another."""
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
-        self.config, self.root = config, Path(root)
+        # Resolved once: "auto" reads /proc/cpuinfo, and every file path goes through the key.
+        self.config = replace(config, precision=resolve_precision(config.precision))
+        self.root, self.precision = Path(root), self.config.precision
         self.weights = weights_id(config.weights, config.seed)
-        self.precision = resolve_precision(config.precision)
         self.plain_folder, self.folder = self.folders_at(config.boundary())
         self.derived: dict[str, int] = {}  # lower boundary -> views derived from its cache
         self._adopt_plain_views(config.boundary())
@@ -112,11 +113,7 @@ class ActivationCache:
         if not spec.exists():
             unused = ("seed", "augment") if plain else ()
             settings = {k: v for k, v in self.config.to_dict().items() if k not in unused}
-            settings |= {
-                "boundary": boundary,
-                "views": "plain" if plain else "augmented",
-                "precision": self.precision,
-            }
+            settings |= {"boundary": boundary, "views": "plain" if plain else "augmented"}
             spec.write_text(json.dumps(settings, indent=2))
 
     def build(
