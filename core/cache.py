@@ -76,7 +76,7 @@ class ActivationCache:
     def __init__(self, root: Path, config: TrainConfig) -> None:
         # Resolved once: "auto" reads /proc/cpuinfo, and every file path goes through the key.
         self.config = replace(config, precision=resolve_precision(config.precision))
-        self.root, self.precision = Path(root), self.config.precision
+        self.root = Path(root)
         self.weights = weights_id(config.weights, config.seed)
         self.plain_folder, self.folder = self.folders_at(config.boundary())
         self.derived: dict[str, int] = {}  # lower boundary -> views derived from its cache
@@ -139,7 +139,7 @@ class ActivationCache:
             (s, v) for s in samples for v in range(views) if not self.path(digests[s], v, "pooled").exists()
         ]
         # In the run's precision, whatever the model's layers were set to: the key says which.
-        with computing_in(model, self.precision):
+        with computing_in(model, self.config.precision):
             if todo:
                 todo = self._derive(model, todo, digests, progress, batch_size)
             if todo:

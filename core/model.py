@@ -134,8 +134,12 @@ def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> Non
     its own precision, core.cache). Functions Keras traced before
     keep their precision until the model is compiled again, as training does at each
     phase."""
-    for layer in model.layers[_first_trainable_index(model, unfreeze_from) :]:
-        if layer.name != "predictions":
+    _set_policy(model.layers[_first_trainable_index(model, unfreeze_from) :], precision)
+
+
+def _set_policy(layers: list[keras.layers.Layer], precision: str) -> None:
+    for layer in layers:
+        if layer.name != "predictions":  # the softmax stays float32: probabilities need the range
             layer.dtype_policy = precision
 
 
@@ -145,9 +149,7 @@ def computing_in(model: keras.Model, precision: str) -> Iterator[None]:
     traces there; each layer's own policy comes back afterwards."""
     policies = {layer.name: layer.dtype_policy for layer in model.layers}
     try:
-        for layer in model.layers:
-            if layer.name != "predictions":
-                layer.dtype_policy = precision
+        _set_policy(model.layers, precision)
         yield
     finally:
         for layer in model.layers:
