@@ -1,4 +1,5 @@
-"""Command line: python -m core {train,audit,evaluate,ensemble,predict,export,runs,stop,delete} --help."""
+"""Command line: python -m core COMMAND --help, for the commands train, audit, evaluate,
+ensemble, predict, export, runs, stop, delete and cache."""
 
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p = sub.add_parser("delete", help="delete a finished run")
     p.add_argument("run")
+    p = sub.add_parser("cache", help="list the activation caches on disk, or clear them")
+    p.add_argument("--clear", nargs="*", metavar="KEY", help="delete these cache folders (none named: all)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -428,6 +432,27 @@ def cmd_delete(args, registry: Registry) -> int:
     return 0
 
 
+def cmd_cache(args, registry: Registry) -> int:
+    from core.cache_usage import cache_folders, clear_cache, human_size, spec_summary
+
+    if args.clear is not None:
+        cleared = clear_cache(registry, args.clear or None)
+        freed = sum(f.bytes for f in cleared)
+        print(f"cleared {len(cleared)} cache folder(s), {human_size(freed)} freed")
+        return 0
+    folders = cache_folders(registry.cache_dir)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in folders], indent=2))
+    elif not folders:
+        print(f"no activation cache in {registry.cache_dir}")
+    else:
+        for f in folders:
+            print(f"{f.key}  {human_size(f.bytes):>9s}  {f.files:6d} files  {spec_summary(f)}")
+        total = sum(f.bytes for f in folders)
+        print(f"{len(folders)} folder(s), {human_size(total)}; clear: python -m core cache --clear [KEY ...]")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "audit": cmd_audit,
@@ -438,6 +463,7 @@ COMMANDS = {
     "runs": cmd_runs,
     "stop": cmd_stop,
     "delete": cmd_delete,
+    "cache": cmd_cache,
 }
 
 

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.cache_usage import CLEARING, cache_folders, clear_cache, human_size, spec_summary
 from core.config import (
     MODES,
     ONE_MACHINE_STRATEGIES,
@@ -82,7 +83,9 @@ def show_outcome(run: Run) -> None:
 
 
 holder = reg.lock_holder()
-if holder:
+if holder == CLEARING:
+    st.info("The activation cache is being cleared; training can start in a moment.")
+elif holder:
     st.info(f"A training is running on this machine: **{holder}**. One at a time.")
     live(holder)
 elif st.session_state.get("watch_run"):
@@ -224,3 +227,28 @@ for run in runs[:20]:
     with st.expander(f"{run.id} — {run.state}{figure}"):
         show_outcome(run)
         st.json(run.config, expanded=False)
+
+
+st.subheader("Activation cache")
+folders = cache_folders(reg.cache_dir)
+if not folders:
+    st.caption("Empty: the first cached run builds it.")
+else:
+    total = sum(f.bytes for f in folders)
+    st.caption(
+        f"{human_size(total)} in {len(folders)} folder(s) under `{reg.cache_dir}`. Runs with the "
+        "same backbone, input size and cut reuse it; clearing it loses no run, only the "
+        "minutes the next run spends rebuilding it."
+    )
+    st.dataframe(
+        [{"folder": f.key, "size": human_size(f.bytes), "holds": spec_summary(f)} for f in folders],
+        hide_index=True,
+        width="stretch",
+    )
+    if st.button("Clear the activation cache", disabled=bool(holder), help="Not while a training runs"):
+        try:
+            cleared = clear_cache(reg)
+            st.toast(f"Cleared {len(cleared)} folder(s), {human_size(sum(f.bytes for f in cleared))} freed.")
+            st.rerun()
+        except PipelineError as exc:
+            st.error(str(exc))

@@ -335,6 +335,19 @@ def test_train_page_refuses_a_bad_combination_before_launching(app_env):
     assert [r.id for r in registry.list()] == before
 
 
+def test_train_page_shows_and_clears_the_activation_cache(app_env):
+    registry, run_id = app_env
+    (folder,) = [p for p in registry.cache_dir.iterdir() if p.name != "audit"]
+    at = start("pages/train.py")
+    (table,) = at.dataframe
+    assert table.value["folder"].tolist() == [folder.name]
+    assert "cut at mixed8" in table.value["holds"][0]
+    at = by_label(at.button, "Clear the activation cache").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not folder.exists() and registry.get(run_id).model_path.is_file()
+    assert any("Empty" in c.value for c in at.caption)
+
+
 def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, dataset):
     registry = Registry(tmp_path / "fresh-models")
     monkeypatch.setenv("BTMRI_DATA", str(dataset))

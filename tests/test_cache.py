@@ -12,12 +12,14 @@ import pytest
 from conftest import TINY_TRAIN_ARGS, run_cli
 
 from core.cache import ActivationCache, cache_key
+from core.cache_usage import cache_folders, clear_cache
 from core.config import TrainConfig
 from core.dataset import scan_dataset
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.images import load_rgb
 from core.model import build_model, resolve_precision, set_precision
 from core.pipeline import SkippedFiles
+from core.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +250,32 @@ def test_the_cache_computes_in_the_runs_precision_and_keys_it(setup, tmp_path):
     # Each model keeps its own precision.
     assert mixed.get_layer("mixed10").compute_dtype == "bfloat16"
     assert model.get_layer("mixed10").compute_dtype == "float32"
+
+
+def test_the_cache_folders_are_listed_and_cleared_under_the_training_lock(setup, tmp_path):
+    config, _, _, cache, _ = setup  # cut at mixed8: a plain-view folder and an augmented one
+    registry = Registry(tmp_path / "models")
+    for folder in (cache.plain_folder, cache.folder):
+        shutil.copytree(folder, registry.cache_dir / folder.name)
+    (registry.cache_dir / "audit").mkdir()
+    (registry.cache_dir / "audit" / "dataset.json").write_text("{}")  # not an activation cache
+    folders = {f.key: f for f in cache_folders(registry.cache_dir)}
+    plain, augmented = folders[cache.plain_folder.name], folders[cache.folder.name]
+    assert set(folders) == {plain.key, augmented.key}
+    assert (plain.views, plain.seed, augmented.views, augmented.seed) == ("plain", None, "augmented", 42)
+    for f, source in ((plain, cache.plain_folder), (augmented, cache.folder)):
+        assert (f.boundary, f.input_size, f.precision) == ("mixed8", 75, "float32")
+        assert f.files == len(list(source.glob("*.npy"))) > 0
+        assert f.bytes == sum(p.stat().st_size for p in source.iterdir())
+    # A training holds the lock (another open file, as another process would): nothing goes.
+    with registry.training_lock("a-run"), pytest.raises(TrainingBusyError, match="a-run"):
+        clear_cache(registry)
+    with pytest.raises(PipelineError, match="no cache folder 0123"):
+        clear_cache(registry, [plain.key, "0123"])
+    assert len(cache_folders(registry.cache_dir)) == 2
+    assert [f.key for f in clear_cache(registry, [plain.key])] == [plain.key]
+    assert [f.key for f in cache_folders(registry.cache_dir)] == [augmented.key]
+    assert [f.key for f in clear_cache(registry)] == [augmented.key]
+    assert cache_folders(registry.cache_dir) == []
+    assert (registry.cache_dir / "audit" / "dataset.json").is_file()
+    assert registry.lock_holder() is None

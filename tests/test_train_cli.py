@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -254,3 +255,22 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     # "auto" is written down as what it stands for on this machine.
     auto = prepare_run(Registry(tmp_path), tiny_config(dataset), "auto")
     assert auto.config["precision"] == resolve_precision("auto") != "auto"
+
+
+def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
+    shared, _ = trained
+    models = tmp_path / "models"
+    shutil.copytree(shared, models)  # a cached run: its plain-view folder comes along
+    listed = json.loads(run_cli("cache", "--json", models=models).stdout)
+    assert [(f["views"], f["boundary"], f["input_size"]) for f in listed] == [("plain", "mixed8", 75)]
+    assert listed[0]["bytes"] == sum(p.stat().st_size for p in (models / ".cache" / listed[0]["key"]).iterdir())
+    text = run_cli("cache", models=models).stdout
+    assert listed[0]["key"] in text and "cut at mixed8" in text
+    wrong = run_cli("cache", "--clear", "feedfacefeedfacefeedface", models=models)
+    assert wrong.returncode == 2 and "no cache folder feedface" in wrong.stderr
+    assert (models / ".cache" / listed[0]["key"]).is_dir()
+    cleared = run_cli("cache", "--clear", models=models)
+    assert cleared.returncode == 0 and "cleared 1 cache folder(s)" in cleared.stdout
+    assert not (models / ".cache" / listed[0]["key"]).exists()
+    assert json.loads(run_cli("cache", "--json", models=models).stdout) == []
+    assert Registry(models).completed()  # the run and its model are untouched
