@@ -58,7 +58,13 @@ def cache_folders(root: Path) -> list[CacheFolder]:
     """The activation cache folders under `root`, largest first."""
     if not root.is_dir():
         return []
-    folders = [_describe(p) for p in root.iterdir() if p.is_dir() and KEY.match(p.name)]
+    folders = []
+    for path in root.iterdir():
+        if path.is_dir() and KEY.match(path.name):
+            try:
+                folders.append(_describe(path))
+            except FileNotFoundError:  # cleared by another process while we looked
+                continue
     return sorted(folders, key=lambda f: f.bytes, reverse=True)
 
 
@@ -69,11 +75,13 @@ def _describe(path: Path) -> CacheFolder:
         spec = {}
     files, size, modified = 0, 0, 0.0
     for entry in path.iterdir():
-        if entry.is_file():
+        try:
             stat = entry.stat()
-            files += entry.suffix == ".npy"
-            size += stat.st_size
-            modified = max(modified, stat.st_mtime)
+        except FileNotFoundError:  # a build in progress renamed its temporary file meanwhile
+            continue
+        files += entry.suffix == ".npy"
+        size += stat.st_size
+        modified = max(modified, stat.st_mtime)
     views = spec.get("views", "unknown")
     return CacheFolder(
         key=path.name,
