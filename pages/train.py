@@ -1,5 +1,7 @@
 """Train page: configure and launch a run in its own process, watch it live, stop it."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.cache_usage import CLEARING, cache_folders, clear_cache, human_size, spec_summary
@@ -229,8 +231,14 @@ for run in runs[:20]:
         st.json(run.config, expanded=False)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def cache_listing(root: str) -> list:
+    """Tens of thousands of files to stat (a third of a second): not on every rerun."""
+    return cache_folders(Path(root))
+
+
 st.subheader("Activation cache")
-folders = cache_folders(reg.cache_dir)
+folders = cache_listing(str(reg.cache_dir))
 if not folders:
     st.caption("Empty: the first cached run builds it.")
 else:
@@ -248,6 +256,7 @@ else:
     if st.button("Clear the activation cache", disabled=bool(holder), help="Not while a training runs"):
         try:
             cleared = clear_cache(reg)
+            cache_listing.clear()
             st.toast(f"Cleared {len(cleared)} folder(s), {human_size(sum(f.bytes for f in cleared))} freed.")
             st.rerun()
         except PipelineError as exc:
