@@ -263,14 +263,15 @@ def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
     shutil.copytree(shared, models)  # a cached run: its plain-view folder comes along
     listed = json.loads(run_cli("cache", "--json", models=models).stdout)
     assert [(f["views"], f["boundary"], f["input_size"]) for f in listed] == [("plain", "mixed8", 75)]
-    assert listed[0]["bytes"] == sum(p.stat().st_size for p in (models / ".cache" / listed[0]["key"]).iterdir())
+    folder = models / ".cache" / listed[0]["key"]
+    assert listed[0]["bytes"] == sum(p.stat().st_size for p in folder.iterdir())
     text = run_cli("cache", models=models).stdout
     assert listed[0]["key"] in text and "cut at mixed8" in text
     wrong = run_cli("cache", "--clear", "feedfacefeedfacefeedface", models=models)
     assert wrong.returncode == 2 and "no cache folder feedface" in wrong.stderr
-    assert (models / ".cache" / listed[0]["key"]).is_dir()
+    assert folder.is_dir()
     cleared = run_cli("cache", "--clear", models=models)
     assert cleared.returncode == 0 and "cleared 1 cache folder(s)" in cleared.stdout
-    assert not (models / ".cache" / listed[0]["key"]).exists()
+    assert not folder.exists()
     assert json.loads(run_cli("cache", "--json", models=models).stdout) == []
     assert Registry(models).completed()  # the run and its model are untouched
