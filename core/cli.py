@@ -12,6 +12,7 @@ from pathlib import Path
 from core.config import (
     BLOCKS,
     FLAG_BELOW,
+    KEEPS,
     MODES,
     PRECISIONS,
     SCHEDULES,
@@ -58,7 +59,14 @@ def _train_parser(sub) -> None:
         default=defaults.label_smoothing,
         help="cross-entropy against smoothed targets, e.g. 0.1 (default: %(default)s, none)",
     )
-    p.add_argument("--patience", type=int, default=defaults.patience)
+    p.add_argument(
+        "--keep",
+        choices=KEEPS,
+        default=defaults.keep,
+        help="the run's model: the weights of the last epoch, or of the lowest validation loss "
+        "with early stopping after --patience epochs (default: %(default)s)",
+    )
+    p.add_argument("--patience", type=int, default=defaults.patience, help="early stopping, with --keep best")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument(
         "--max-per-class", type=int, default=None, help="use at most N Training images per class (quick runs)"
@@ -155,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="target folder (default: models/<run>/saved_model/1)")
     p = sub.add_parser("runs", help="list the runs in the registry")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("stop", help="stop a running training (keeps its best checkpoint)")
+    p = sub.add_parser("stop", help="stop a running training (it keeps its checkpoint)")
     p.add_argument("run")
     p = sub.add_parser("delete", help="delete a finished run")
     p.add_argument("run")
@@ -208,6 +216,7 @@ def _config_from_args(args) -> TrainConfig:
         val_fraction=args.val_fraction,
         dropout=args.dropout,
         label_smoothing=args.label_smoothing,
+        keep=args.keep,
         patience=args.patience,
         seed=args.seed,
         max_per_class=args.max_per_class,

@@ -99,7 +99,7 @@ def launch_ensemble(
 
 
 def stop(run: Run) -> bool:
-    """Ask a running training to stop (SIGTERM); it keeps its best checkpoint.
+    """Ask a running training to stop (SIGTERM); it keeps its checkpoint (config.keep).
 
     Returns False if the run was not running.
     """

@@ -125,7 +125,7 @@ class Run:
             status.get("pid"), status.get("pid_started")
         ):
             kept = (
-                "; its best checkpoint so far is kept as checkpoint.keras"
+                "; its checkpoint so far is kept as checkpoint.keras"
                 if self.file("checkpoint.keras").is_file()
                 else ""
             )

@@ -2,10 +2,10 @@
 
 Phase "head" trains the pooling + dense head on a frozen backbone; phase "finetune"
 unfreezes the backbone from a chosen block with a lower learning rate. Each phase uses
-Adam, categorical cross-entropy and early stopping on validation loss. The best weights
-(by validation loss, over both phases) are checkpointed atomically and become the run's
-model. SIGTERM or SIGINT stops training at the next batch: the run is marked "stopped"
-and keeps its best checkpoint.
+Adam and categorical cross-entropy. The weights to keep (config.keep: those of the last
+epoch, or of the lowest validation loss over both phases, with early stopping) are
+checkpointed atomically as training goes and become the run's model. SIGTERM or SIGINT
+stops training at the next batch: the run is marked "stopped" and keeps its checkpoint.
 """
 
 from __future__ import annotations
@@ -100,20 +100,25 @@ class StopFlag:
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Writes progress.json (throttled), history.json, and the best checkpoint.
+    """Writes progress.json (throttled), history.json, and the checkpoint: the latest
+    epoch's weights (`keep` "last") or those of the lowest validation loss ("best").
 
     The app follows a run only through these files, so they are always whole
     (atomic writes) and machine-readable.
     """
 
-    def __init__(self, run: Run, phases: list[Phase], full_model: keras.Model, stop: StopFlag):
+    def __init__(
+        self, run: Run, phases: list[Phase], full_model: keras.Model, stop: StopFlag, keep: str = "best"
+    ):
         super().__init__()
         self.run, self.phases, self.full_model, self.stop = run, phases, full_model, stop
+        self.keep = keep
         self.batches = 0
         self._epoch = 0
         self.history: list[dict] = []
         self.best_loss = math.inf
         self.best_epoch: int | None = None
+        self.kept_epoch: int | None = None  # the epoch whose weights the checkpoint holds
         self.started = time.monotonic()
         self.phase_index = 0
         self._last_write = 0.0
@@ -203,8 +208,12 @@ class RunRecorder(keras.callbacks.Callback):
         self.history.append(record)
         self.run.write("history.json", self.history)
         val_loss = logs.get("val_loss", math.nan)
-        if val_loss < self.best_loss:  # NaN never counts as an improvement
+        improved = val_loss < self.best_loss  # NaN never counts as an improvement
+        if improved:
             self.best_loss, self.best_epoch = val_loss, record["epoch"]
+        # A diverged epoch (NaN) is never kept: "last" then keeps the latest finite one.
+        if improved or (self.keep == "last" and math.isfinite(val_loss)):
+            self.kept_epoch = record["epoch"]
             # The full image-to-softmax model, whichever sub-model is being fitted.
             save_model(self.full_model, self.run.file("checkpoint.keras"))
         self.write_progress("epoch_end", self.batches, logs, force=True)
@@ -308,7 +317,7 @@ def _finish(run: Run, stop: StopFlag) -> None:
                 "stopped",
                 ended=now_iso(),
                 error=None,
-                note="stopped by request; the best checkpoint is kept as model.keras",
+                note="stopped by request; the checkpoint is kept as model.keras",
             )
         else:
             run.set_status(
@@ -369,7 +378,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     cache = ActivationCache(cache_root, config) if config.mode == "cached" else None
     check_disk_space(run, cache, config, model, len(train_samples), n_other)
     skipped = SkippedFiles()
-    recorder = RunRecorder(run, phases, model, control)
+    recorder = RunRecorder(run, phases, model, control, config.keep)
     start = time.monotonic()
     if cache is not None:
         feed: Feed = CachedFeed(
@@ -401,21 +410,24 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                 metrics=["accuracy"],
             )
-        early = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        )
+        callbacks: list[keras.callbacks.Callback] = [recorder]
+        if config.keep == "best":
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=config.patience, restore_best_weights=True
+                )
+            )
         start = time.monotonic()
         try:
             if multi_worker:
                 train_fn, val_fn = feed.input_functions()
-                callbacks = [recorder, early]
                 fit_distributed(trainable, strategy, train_fn, val_fn, phase.epochs, callbacks, stop, control)
             else:
                 trainable.fit(
                     train_ds,
                     validation_data=val_ds,
                     epochs=phase.epochs,
-                    callbacks=[recorder, early],
+                    callbacks=callbacks,
                     verbose=verbose,
                 )
         finally:
@@ -425,7 +437,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         if control.requested:
             raise StopRequested
 
-    # The best epoch over both phases is the run's model: the checkpoint becomes it.
+    # The kept epoch (the last, or the best over both phases) is the run's model.
     if not run.file("checkpoint.keras").is_file():
         raise PipelineError("no epoch reached a finite validation loss; there is no model to keep")
     os.replace(run.file("checkpoint.keras"), run.model_path)
@@ -609,6 +621,7 @@ def _meta(
         "train_images_per_s": {
             f"{r['phase']}": round(n_train / r["seconds"], 2) for r in recorder.history if r["seconds"]
         },
+        "kept_epoch": recorder.kept_epoch,  # the model's weights are this epoch's
         "best_epoch": recorder.best_epoch,
         "best_val_loss": None if math.isinf(recorder.best_loss) else recorder.best_loss,
         "skipped_files": skipped.as_dict(),

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.cache_usage import CLEARING, cache_folders, clear_cache, human_size, spec_summary
 from core.config import (
+    KEEPS,
     MODES,
     ONE_MACHINE_STRATEGIES,
     PRECISIONS,
@@ -65,7 +66,7 @@ def live(run_id: str) -> None:
     if status["state"] == "running":
         if st.button("Stop training", type="primary", key=f"stop-{run.id}"):
             stop(run)
-            st.toast("Stop requested: the run ends after the current batch and keeps its best checkpoint.")
+            st.toast("Stop requested: the run ends after the current batch and keeps its checkpoint.")
     else:
         show_outcome(run)
 
@@ -127,7 +128,15 @@ with st.form("train"):
     )
     val_fraction = c3.slider("Validation fraction", 0.02, 0.4, defaults.val_fraction)
     seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-    patience = c3.number_input("Early-stopping patience", 1, 50, defaults.patience)
+    keep = c3.selectbox(
+        "Model kept",
+        KEEPS,
+        index=KEEPS.index(defaults.keep),
+        help="last: the weights at the end of training (the cosine decay ends there). best: "
+        "those of the epoch with the lowest validation loss, stopping early after "
+        "'patience' epochs without a new lowest.",
+    )
+    patience = c3.number_input("Early-stopping patience", 1, 50, defaults.patience, help="With 'best'")
     max_per_class = c3.number_input(
         "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
     )
@@ -199,6 +208,7 @@ if submitted:
         unfreeze_from=unfreeze,
         val_fraction=float(val_fraction),
         seed=int(seed),
+        keep=keep,
         patience=int(patience),
         max_per_class=int(max_per_class) or None,
         label_smoothing=float(label_smoothing),

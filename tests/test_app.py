@@ -361,12 +361,13 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     by_label(at.number_input, "Label smoothing").set_value(0.1)
     by_label(at.checkbox, "Drop duplicates in Training").check()
     by_label(at.selectbox, "Arithmetic").set_value("mixed_bfloat16")
+    by_label(at.selectbox, "Model kept").set_value("best")
     at.get("form_submit_button")[0].click().run()
     assert not at.exception, [e.message for e in at.exception]
     (run,) = registry.list()
     assert run.config["input_size"] == 75 and run.config["head_epochs"] == 8
     assert run.config["label_smoothing"] == 0.1 and run.config["drop_duplicates"] is True
-    assert run.config["precision"] == "mixed_bfloat16"
+    assert run.config["precision"] == "mixed_bfloat16" and run.config["keep"] == "best"
     assert any(run.id in i.value for i in at.info)
     # A second session sees the running training and is refused a second one.
     other = start("pages/train.py")

@@ -275,3 +275,49 @@ def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
     assert not folder.exists()
     assert json.loads(run_cli("cache", "--json", models=models).stdout) == []
     assert Registry(models).completed()  # the run and its model are untouched
+
+
+@pytest.mark.parametrize("keep, kept", [("last", 3), ("best", 2)])
+def test_the_checkpoint_holds_the_epoch_the_run_keeps(dataset, tmp_path, keep, kept):
+    from conftest import tiny_config
+
+    from core.model import build_model, load_model
+    from core.train import RunRecorder, StopFlag, plan_phases
+
+    model = build_model(4, 75, "none")
+    recorder = RunRecorder(
+        Registry(tmp_path).create("r"), plan_phases(tiny_config(dataset)), model, StopFlag(), keep
+    )
+    bias = model.get_layer("predictions").bias
+    for epoch, val_loss in enumerate([0.5, 0.3, 0.4, float("nan")]):  # the last one diverged
+        bias.assign(np.full(4, float(epoch + 1)))  # marks each epoch's weights
+        recorder.on_epoch_end(epoch, {"loss": 0.1, "val_loss": val_loss})
+    saved = load_model(recorder.run.file("checkpoint.keras")).get_layer("predictions").bias
+    assert np.asarray(saved).tolist() == [float(kept)] * 4
+    assert (recorder.kept_epoch, recorder.best_epoch) == (kept, 2)
+
+
+def test_a_run_keeps_its_last_epoch_by_default_or_its_best_with_early_stopping(dataset, tmp_path):
+    from core.config import TrainConfig
+
+    fit = ["--finetune-epochs", "3", "--finetune-lr", "3e-3", "--precision", "float32"]
+    for keep in ("last", "best"):
+        result = run_cli(
+            "train", str(dataset), *TINY_TRAIN_ARGS, *fit, "--keep", keep, "--run-id", keep, models=tmp_path
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    last, best = (Registry(tmp_path).get(k) for k in ("last", "best"))
+    assert last.config["keep"] == "last" and best.config["keep"] == "best"
+    assert last.read("meta.json")["kept_epoch"] == len(last.history) == 4  # every epoch ran
+    losses = [epoch["val_loss"] for epoch in best.history]
+    assert best.read("meta.json")["kept_epoch"] == 1 + int(np.argmin(losses))
+    # The saved model is the kept epoch's: its validation loss, recomputed by calibration
+    # from the same cached activations, is the one that epoch recorded.
+    for run in (last, best):
+        kept = run.read("meta.json")["kept_epoch"]
+        nll = run.read("calibration.json")["validation"]["nll_before"]
+        assert nll == pytest.approx(run.history[kept - 1]["val_loss"], rel=1e-3)
+    # A run saved before there was a choice kept its best epoch, and re-runs that way.
+    older = {k: v for k, v in best.config.items() if k != "keep"}
+    assert TrainConfig.from_dict(older).keep == "best"
+    assert TrainConfig.from_dict(last.config).keep == "last"
