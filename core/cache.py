@@ -10,15 +10,18 @@ that differ only in seed share it); each file is named by the image's content ha
 view. Any later run with the same backbone and data reuses them. A cache cut higher up
 is derived from one cut lower down when there is one (only the blocks in between run,
 on the stored activations), so a run that unfreezes fewer blocks never decodes an image
-again. Files are written atomically, so a killed build leaves only whole files behind.
+again. Files are written atomically, so a killed build leaves only whole files behind
+(and perhaps one temporary file, removed by the next build).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,6 +38,7 @@ from core.images import load_rgb
 from core.model import computing_in, resolve_precision
 from core.pipeline import SkippedFiles
 
+STALE_TMP_S = 60.0
 Progress = Callable[[int, int], None]
 Todo = list[tuple[Sample, int]]  # (image, view) pairs still to store
 
@@ -109,6 +113,12 @@ class ActivationCache:
 
     def _make(self, folder: Path, boundary: str, plain: bool) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        # A build killed between writing a file and renaming it leaves its temporary file.
+        # A live one exists for milliseconds, so one a minute old is such a leftover.
+        for tmp in folder.glob("*.npy.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
+                    tmp.unlink()
         spec = folder / "spec.json"
         if not spec.exists():
             unused = ("seed", "augment") if plain else ()
