@@ -26,6 +26,11 @@ reg = registry()
 defaults = TrainConfig(data_dir="")
 
 
+def choose(column, label: str, options: tuple[str, ...], default: str, help: str | None = None) -> str:
+    """A select box that starts at TrainConfig's default."""
+    return column.selectbox(label, options, index=options.index(default), help=help)
+
+
 @st.fragment(run_every=2)
 def live(run_id: str) -> None:
     """Follows a run through its progress and history files (any process, any session)."""
@@ -112,10 +117,11 @@ with st.form("train"):
     head_lr = c2.number_input("Head learning rate", 1e-6, 1.0, defaults.head_lr, format="%.5f")
     finetune_epochs = c2.number_input("Fine-tuning epochs", 0, 200, defaults.finetune_epochs)
     finetune_lr = c2.number_input("Fine-tuning learning rate", 1e-7, 1.0, defaults.finetune_lr, format="%.6f")
-    schedule = c2.selectbox(
+    schedule = choose(
+        c2,
         "Fine-tuning schedule",
         SCHEDULES,
-        index=SCHEDULES.index(defaults.finetune_schedule),
+        defaults.finetune_schedule,
         help="cosine: the learning rate falls from the value above to 0 over the fine-tuning epochs",
     )
     train_batchnorm = c2.checkbox(
@@ -123,15 +129,14 @@ with st.form("train"):
         defaults.train_batchnorm,
         help="The unfrozen blocks' batch norm layers adapt their statistics to these images",
     )
-    unfreeze = c2.selectbox(
-        "Unfreeze from", UNFREEZE_CHOICES, index=UNFREEZE_CHOICES.index(defaults.unfreeze_from)
-    )
+    unfreeze = choose(c2, "Unfreeze from", UNFREEZE_CHOICES, defaults.unfreeze_from)
     val_fraction = c3.slider("Validation fraction", 0.02, 0.4, defaults.val_fraction)
     seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-    keep = c3.selectbox(
+    keep = choose(
+        c3,
         "Model kept",
         KEEPS,
-        index=KEEPS.index(defaults.keep),
+        defaults.keep,
         help="last: the weights at the end of training (the cosine decay ends there). best: "
         "those of the epoch with the lowest validation loss, stopping early after "
         "'patience' epochs without a new lowest.",
@@ -170,10 +175,11 @@ with st.form("train"):
         "(end_to_end mode); the batch size is then split across them. Training across "
         "machines (multi_worker) starts from the command line on each machine.",
     )
-    precision = m4.selectbox(
+    precision = choose(
+        m4,
         "Arithmetic",
         PRECISIONS,
-        index=PRECISIONS.index(defaults.precision),
+        defaults.precision,
         help="mixed_bfloat16: the fine-tuned blocks and the cache's forward pass multiply in "
         "bfloat16, much faster on CPUs "
         "with AMX units (recent Intel Xeons), slower on others; auto picks it where it is "
