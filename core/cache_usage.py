@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import PipelineError
@@ -40,18 +40,7 @@ class CacheFolder:
     modified: float  # newest file's mtime: when it was last added to
 
     def to_dict(self) -> dict:
-        return {
-            "key": self.key,
-            "views": self.views,
-            "weights": Path(self.weights).name,
-            "input_size": self.input_size,
-            "boundary": self.boundary,
-            "precision": self.precision,
-            "seed": self.seed,
-            "files": self.files,
-            "bytes": self.bytes,
-            "modified": self.modified,
-        }
+        return asdict(self) | {"path": str(self.path)}
 
 
 def cache_folders(root: Path) -> list[CacheFolder]:
