@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.cache_usage import CLEARING, cache_folders, clear_cache, human_size, spec_summary
+from core.cache_usage import CLEARING, CacheFolder, cache_folders, clear_cache, human_size, spec_summary
 from core.config import (
     KEEPS,
     MODES,
@@ -248,7 +248,7 @@ for run in runs[:20]:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def cache_listing(root: str) -> list:
+def cache_listing(root: str) -> list[CacheFolder]:
     """Tens of thousands of files to stat (a third of a second): not on every rerun."""
     return cache_folders(Path(root))
 
