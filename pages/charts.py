@@ -56,8 +56,9 @@ def confusion(matrix: list[list[int]], classes: list[str]) -> go.Figure:
     return fig
 
 
-def curves(history: list[dict], metric: str) -> go.Figure:
-    """Training and validation `metric` per epoch, over both phases."""
+def curves(history: list[dict], metric: str, kept_epoch: int | None = None) -> go.Figure:
+    """Training and validation `metric` per epoch, over both phases; a line at the epoch
+    whose weights the model holds."""
     frame = pd.DataFrame(history)
     fig = go.Figure()
     for key, name in ((metric, "training"), (f"val_{metric}", "validation")):
@@ -66,6 +67,10 @@ def curves(history: list[dict], metric: str) -> go.Figure:
     if "phase" in frame and frame["phase"].nunique() > 1:
         first_finetune = frame.loc[frame["phase"] == "finetune", "epoch"].min()
         fig.add_vline(x=first_finetune - 0.5, line_dash="dot", annotation_text="fine-tuning")
+    if kept_epoch:
+        fig.add_vline(
+            x=kept_epoch, line_color="green", annotation_text="model", annotation_position="bottom left"
+        )
     fig.update_layout(title=metric, xaxis_title="epoch", margin=dict(t=40, b=10), height=300)
     return fig
 

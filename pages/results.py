@@ -46,6 +46,14 @@ if run.config.get("kind") == "ensemble":
         f"`{m}` ({w:.2f})" for m, w in zip(run.config["members"], run.config["member_weights"])
     )
     st.caption(f"Ensemble of {members}: the weighted mean of their probabilities.")
+kept_epoch = run.read("meta.json", {}).get("kept_epoch")  # runs before session 13 lack it
+if kept_epoch and run.history:
+    rule = (
+        "the lowest validation loss"
+        if run.config.get("keep", "best") == "best"
+        else "the last epoch with a finite validation loss"
+    )
+    st.caption(f"The model holds the weights of epoch {kept_epoch} of {len(run.history)}: {rule}.")
 sets = {"official Testing": metrics}
 if clean:
     sets["clean test set"] = clean
@@ -107,8 +115,8 @@ with overview:
 with curves:
     if run.history:
         left, right = st.columns(2)
-        left.plotly_chart(charts.curves(run.history, "loss"), width="stretch")
-        right.plotly_chart(charts.curves(run.history, "accuracy"), width="stretch")
+        left.plotly_chart(charts.curves(run.history, "loss", kept_epoch), width="stretch")
+        right.plotly_chart(charts.curves(run.history, "accuracy", kept_epoch), width="stretch")
     left, right = st.columns(2)
     left.plotly_chart(charts.class_curves(interp.roc(), "fpr", "tpr", "ROC, one vs rest"), width="stretch")
     right.plotly_chart(

@@ -136,6 +136,9 @@ def test_results_page_shows_the_run_metrics(app_env):
     wrong = sum(r["correct"] == "0" for r in run.predictions())
     assert any(f"{wrong} image(s), misclassified" in c.value for c in at.caption)
     assert len(at.get("download_button")) == 3
+    kept, epochs = run.read("meta.json")["kept_epoch"], len(run.history)
+    assert any(f"weights of epoch {kept} of {epochs}: the last" in c.value for c in at.caption)
+    assert '"text":"model"' in specs.replace(" ", "")  # the kept epoch marked on the curves
 
 
 def test_results_cell_browser_calibration_and_clean_switch(app_env):
