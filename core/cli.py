@@ -115,8 +115,8 @@ def _train_parser(sub) -> None:
         choices=PRECISIONS,
         default=defaults.precision,
         help="arithmetic of training (fine-tuned blocks, cache build): mixed_bfloat16 is fast "
-        "on CPUs with AMX "
-        "(auto: use it there); the saved model is float32 either way",
+        "on CPUs with AMX and on GPUs from Ampere on (auto: use it there); the saved model "
+        "is float32 either way",
     )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher

@@ -23,8 +23,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 ONE_MACHINE_STRATEGIES = STRATEGIES[:2]  # what the app offers: it starts one process
 # The arithmetic of training: the blocks that fine-tune and the activation cache's
 # forward pass. "mixed_bfloat16": bfloat16 products, float32 weights and softmax; fast on
-# CPUs with AMX bfloat16 units, slow on others. "auto": mixed_bfloat16 where the CPU has
-# them, else float32. Saved models are float32 whichever trained them.
+# CPUs with AMX bfloat16 units and GPUs from Ampere on, slow on others. "auto":
+# mixed_bfloat16 where the devices that train have them, else float32. Saved models are
+# float32 whichever trained them.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # Which weights become the run's model. "last": those at the end of training, every epoch
 # run (a cosine decay is designed to end there). "best": the epoch with the lowest

@@ -120,11 +120,30 @@ def has_bfloat16_units() -> bool:
         return False
 
 
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The CUDA compute capability of each GPU TensorFlow sees (none on a CPU machine)."""
+    import tensorflow as tf
+
+    return [
+        tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+
+
+def auto_precision(cpu_has_bfloat16: bool, gpus: list[tuple[int, int]]) -> str:
+    """What "auto" stands for: where GPUs train, their arithmetic decides, not the host
+    CPU's (a GPU server's CPU may well have AMX). GPUs from Ampere (8.0) on multiply
+    bfloat16 in their tensor cores; older ones emulate it, slower than float32."""
+    if gpus:
+        return "mixed_bfloat16" if min(gpus) >= (8, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_bfloat16 else "float32"
+
+
 def resolve_precision(precision: str) -> str:
     """The precision "auto" stands for on this machine; others as they are."""
     if precision != "auto":
         return precision
-    return "mixed_bfloat16" if has_bfloat16_units() else "float32"
+    return auto_precision(has_bfloat16_units(), gpu_capabilities())
 
 
 def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> None:

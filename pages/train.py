@@ -182,8 +182,8 @@ with st.form("train"):
         defaults.precision,
         help="mixed_bfloat16: the fine-tuned blocks and the cache's forward pass multiply in "
         "bfloat16, much faster on CPUs "
-        "with AMX units (recent Intel Xeons), slower on others; auto picks it where it is "
-        "fast. The saved model computes in float32 either way.",
+        "with AMX units (recent Intel Xeons) and GPUs from Ampere on, slower on others; auto "
+        "picks it where it is fast. The saved model computes in float32 either way.",
     )
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")
