@@ -42,7 +42,8 @@ from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import PRECISIONS, TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation, subsample  # noqa: E402
-from core.model import build_model, resolve_precision, save_model, set_precision, set_trainable  # noqa: E402
+from core.distribute import resolve_precision  # noqa: E402
+from core.model import build_model, save_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.train import RunRecorder, StopFlag, plan_phases  # noqa: E402

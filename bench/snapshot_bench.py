@@ -38,7 +38,8 @@ from core.audit import cached_audit  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation  # noqa: E402
-from core.model import build_model, resolve_precision, set_precision, set_trainable  # noqa: E402
+from core.distribute import resolve_precision  # noqa: E402
+from core.model import build_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
 

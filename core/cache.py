@@ -33,9 +33,10 @@ import tensorflow as tf
 from core.augment import build_augmenter
 from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
+from core.distribute import resolve_precision
 from core.errors import ImageDecodeError
 from core.images import load_rgb
-from core.model import computing_in, resolve_precision
+from core.model import computing_in
 from core.pipeline import SkippedFiles
 
 STALE_TMP_S = 60.0

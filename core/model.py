@@ -109,43 +109,6 @@ def set_trainable(model: keras.Model, unfreeze_from: str, train_batchnorm: bool 
     return count
 
 
-def has_bfloat16_units() -> bool:
-    """Whether this machine's CPU multiplies bfloat16 in hardware (AMX): there mixed
-    bfloat16 fine-tuning steps took about half the float32 time (README, Results); elsewhere
-    TensorFlow emulates it and it is slower."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in handle)
-    except OSError:
-        return False
-
-
-def gpu_capabilities() -> list[tuple[int, int]]:
-    """The CUDA compute capability of each GPU TensorFlow sees (none on a CPU machine)."""
-    import tensorflow as tf
-
-    return [
-        tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
-        for gpu in tf.config.list_physical_devices("GPU")
-    ]
-
-
-def auto_precision(cpu_has_bfloat16: bool, gpus: list[tuple[int, int]]) -> str:
-    """What "auto" stands for: where GPUs train, their arithmetic decides, not the host
-    CPU's (a GPU server's CPU may well have AMX). GPUs from Ampere (8.0) on multiply
-    bfloat16 in their tensor cores; older ones emulate it, slower than float32."""
-    if gpus:
-        return "mixed_bfloat16" if min(gpus) >= (8, 0) else "float32"
-    return "mixed_bfloat16" if cpu_has_bfloat16 else "float32"
-
-
-def resolve_precision(precision: str) -> str:
-    """The precision "auto" stands for on this machine; others as they are."""
-    if precision != "auto":
-        return precision
-    return auto_precision(has_bfloat16_units(), gpu_capabilities())
-
-
 def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> None:
     """Compute the layers from `unfreeze_from` up in `precision` ("float32" or
     "mixed_bfloat16"); the weights stay float32, and so does the softmax, whose

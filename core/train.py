@@ -29,11 +29,11 @@ from core.augment import build_augmenter
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
-from core.distribute import describe, is_multi_worker, make_strategy
+from core.distribute import describe, is_multi_worker, make_strategy, resolve_precision
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
-from core.model import build_model, load_model, resolve_precision, save_model, set_precision, set_trainable
+from core.model import build_model, load_model, save_model, set_precision, set_trainable
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 

@@ -15,9 +15,10 @@ from core.cache import ActivationCache, cache_key
 from core.cache_usage import cache_folders, clear_cache
 from core.config import TrainConfig
 from core.dataset import scan_dataset
+from core.distribute import resolve_precision
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.images import load_rgb
-from core.model import build_model, resolve_precision, set_precision
+from core.model import build_model, set_precision
 from core.pipeline import SkippedFiles
 from core.registry import Registry
 

@@ -18,6 +18,7 @@ from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 from core.config import TrainConfig
 from core.dataset import scan_dataset
+from core.distribute import auto_precision, gpu_capabilities, has_bfloat16_units, resolve_precision
 from core.errors import ConfigError
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry
@@ -265,3 +266,15 @@ def test_the_cross_machine_loop_gives_no_weight_to_an_empty_batch():
     expected = float(keras.losses.categorical_crossentropy(y, model.predict(x, verbose=0)).numpy().mean())
     assert history.history["val_loss"][0] == pytest.approx(expected, rel=1e-5)
     assert history.history["examples"][0] == 24
+
+
+def test_auto_precision_follows_the_devices_that_train():
+    # Where GPUs train, the host CPU's AMX units do not decide.
+    assert auto_precision(True, [(9, 0)]) == auto_precision(False, [(8, 0), (8, 6)]) == "mixed_bfloat16"
+    assert auto_precision(True, [(7, 0)]) == auto_precision(True, [(8, 0), (7, 5)]) == "float32"
+    assert auto_precision(True, []) == "mixed_bfloat16"
+    assert auto_precision(False, []) == "float32"
+    # This machine has no GPU: auto is what its CPU can do.
+    assert gpu_capabilities() == []
+    assert resolve_precision("auto") == auto_precision(has_bfloat16_units(), [])
+    assert resolve_precision("float32") == "float32"

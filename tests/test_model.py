@@ -7,17 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.model import (
-    auto_precision,
-    build_model,
-    gpu_capabilities,
-    has_bfloat16_units,
-    load_model,
-    resolve_precision,
-    save_model,
-    set_precision,
-    set_trainable,
-)
+from core.model import build_model, load_model, save_model, set_precision, set_trainable
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +122,3 @@ def test_mixed_bfloat16_computes_the_fine_tuned_blocks_and_saves_a_float32_model
     assert {layer.compute_dtype for layer in loaded.layers} == {"float32"}
     np.testing.assert_allclose(loaded.predict(images, verbose=0), float32, atol=1e-6)
     assert model.get_layer("mixed10").compute_dtype == "bfloat16"  # saving left training's alone
-
-
-def test_auto_precision_follows_the_devices_that_train():
-    # Where GPUs train, the host CPU's AMX units do not decide.
-    assert auto_precision(True, [(9, 0)]) == auto_precision(False, [(8, 0), (8, 6)]) == "mixed_bfloat16"
-    assert auto_precision(True, [(7, 0)]) == auto_precision(True, [(8, 0), (7, 5)]) == "float32"
-    assert auto_precision(True, []) == "mixed_bfloat16"
-    assert auto_precision(False, []) == "float32"
-    # This machine has no GPU: auto is what its CPU can do.
-    assert gpu_capabilities() == []
-    assert resolve_precision("auto") == auto_precision(has_bfloat16_units(), [])
-    assert resolve_precision("float32") == "float32"

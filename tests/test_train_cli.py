@@ -237,8 +237,9 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     from conftest import tiny_config
 
     from core.config import TrainConfig
+    from core.distribute import resolve_precision
     from core.errors import ConfigError
-    from core.model import load_model, resolve_precision
+    from core.model import load_model
     from core.train import prepare_run
 
     args = [str(dataset), *TINY_TRAIN_ARGS, "--precision", "mixed_bfloat16", "--run-id", "bf16"]
