@@ -77,8 +77,8 @@ class TrainConfig:
     # float32, 41.6 min, and with precision auto 98.47%, 98.78% and 97.71% for seeds 42, 7
     # and 3, 22.4 min; with the cache in bfloat16 too 98.78%, 98.02% and 97.94%, 15.4 min,
     # and keeping the last epoch (session 13) 98.78%, 98.78%, 97.94%, 98.47% and 98.32%
-    # for seeds 42, 7, 3, 1 and 11, 15.4-20.7 min; 7 epochs or 299 px (session 14) moved
-    # seeds 3 and 11 by +5/-2 and +10/-2 images right, within the seeds' spread;
+    # for seeds 42, 7, 3, 1 and 11, 15.4-20.7 min; session 14: 7 epochs moved seeds 3, 11
+    # and 1 by +5/-2/0 images right, 299 px by +10/-2/+6 (not yet run on 42 and 7);
     # 96.6% with the reference's constant 1e-4, frozen batch norm, 15% validation and 3
     # epochs at 299 px in similar time).
     head_epochs: int = 4
