@@ -32,6 +32,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # validation loss, and early stopping after `patience` epochs without a new lowest (the
 # reference's choice, and every run's before session 13).
 KEEPS = ("last", "best")
+KEEP_BEFORE_THE_CHOICE = "best"  # what a config.json written without "keep" ran with
 
 # Predictions whose top probability is below this are flagged for a human look.
 FLAG_BELOW = 0.6
@@ -193,7 +194,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        values.setdefault("keep", "best")  # what every run did before there was a choice
+        values.setdefault("keep", KEEP_BEFORE_THE_CHOICE)
         augment = values.pop("augment", {}) or {}
         try:
             return cls(**values, augment=AugmentConfig(**augment))

@@ -4,6 +4,7 @@ model gets wrong (by confusion cell and by loss), and exports."""
 import pandas as pd
 import streamlit as st
 
+from core.config import KEEP_BEFORE_THE_CHOICE
 from core.errors import PipelineError
 from core.interpret import Interpretation, apply_temperature
 from pages import charts
@@ -50,7 +51,7 @@ kept_epoch = run.read("meta.json", {}).get("kept_epoch")  # runs before session 
 if kept_epoch and run.history:
     rule = (
         "the lowest validation loss"
-        if run.config.get("keep", "best") == "best"
+        if run.config.get("keep", KEEP_BEFORE_THE_CHOICE) == "best"
         else "the last epoch with a finite validation loss"
     )
     st.caption(f"The model holds the weights of epoch {kept_epoch} of {len(run.history)}: {rule}.")
