@@ -42,7 +42,7 @@ from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import PRECISIONS, TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation, subsample  # noqa: E402
-from core.distribute import resolve_precision  # noqa: E402
+from core.distribute import resolve_config  # noqa: E402
 from core.model import build_model, save_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.registry import Registry  # noqa: E402
@@ -77,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     print("=== bench/epoch_bench.py ===")
     print("machine:", machine())
-    config = TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate()
+    config = resolve_config(
+        TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate()
+    )
     index = scan_dataset(config.data_dir)
     pool = subsample(index.training, config.max_per_class, config.seed)
     train, val = split_validation(pool, config.val_fraction, config.seed)
@@ -96,8 +98,7 @@ def main() -> None:
     phase = plan_phases(config)[-1]
     upper = keras.Model(model.get_layer(config.boundary()).output, model.output)
     set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-    precision = resolve_precision(config.precision)
-    set_precision(model, phase.unfreeze_from, precision)  # as training sets it
+    set_precision(model, phase.unfreeze_from, config.precision)  # as training sets it
     upper.compile(optimizer=phase.optimizer(batches), loss="categorical_crossentropy", metrics=["accuracy"])
 
     def feed() -> tf.data.Dataset:
@@ -111,8 +112,8 @@ def main() -> None:
         upper.fit(data.repeat(), steps_per_epoch=args.steps, epochs=1, callbacks=callbacks, verbose=0)
 
     print(
-        f"{len(train):,} training images, {batches} steps an epoch in {precision}; {args.rounds} rounds of "
-        f"{args.steps} steps each way, interleaved"
+        f"{len(train):,} training images, {batches} steps an epoch in {config.precision} at "
+        f"{config.input_size} px; {args.rounds} rounds of {args.steps} steps each way, interleaved"
     )
     timed("input pipeline alone", lambda: sum(1 for _ in feed().repeat().take(args.steps)), scale)
     with tempfile.TemporaryDirectory() as scratch:

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 
 from bench.common import machine  # noqa: E402
 from core.augment import build_augmenter  # noqa: E402
-from core.config import AugmentConfig, TrainConfig  # noqa: E402
+from core.config import AugmentConfig, TrainConfig, input_size_for  # noqa: E402
 from core.images import load_rgb  # noqa: E402
 from core.model import build_model, set_trainable  # noqa: E402
 
@@ -182,7 +182,8 @@ def project(rates: dict[str, float], val_fraction: float) -> float | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="none", help="InceptionV3 notop weights file, or none")
-    p.add_argument("--size", type=int, default=DEFAULTS.input_size)
+    # What a run trains at by default on GPUs from Ampere on (they compute in mixed bfloat16).
+    p.add_argument("--size", type=int, default=input_size_for("mixed_bfloat16"))
     p.add_argument("--batch", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--batches", type=int, default=20, help="batches timed per stage")
     p.add_argument("--decode-images", type=int, default=512)

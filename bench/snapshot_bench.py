@@ -38,7 +38,7 @@ from core.audit import cached_audit  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.dataset import scan_dataset, split_validation  # noqa: E402
-from core.distribute import resolve_precision  # noqa: E402
+from core.distribute import resolve_config  # noqa: E402
 from core.model import build_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
@@ -113,7 +113,9 @@ def main() -> None:
     for old in args.out.glob("step*.weights.h5"):
         old.unlink()
 
-    config = TrainConfig(str(args.data), weights=str(standin_weights()), seed=args.seed).validate()
+    config = resolve_config(
+        TrainConfig(str(args.data), weights=str(standin_weights()), seed=args.seed).validate()
+    )
     index = scan_dataset(config.data_dir)
     train, val = split_validation(index.training, config.val_fraction, config.seed)
     keras.utils.set_random_seed(config.seed)
@@ -126,7 +128,7 @@ def main() -> None:
     for phase in plan_phases(config):
         trainable, train_data, val_data, batches = feed.for_phase(model, phase)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-        set_precision(model, phase.unfreeze_from, resolve_precision(config.precision))  # as train does
+        set_precision(model, phase.unfreeze_from, config.precision)  # as train does
         trainable.compile(
             optimizer=optimizer(phase, batches, args), loss="categorical_crossentropy", metrics=["accuracy"]
         )

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine, standin_weights  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
+from core.config import input_size_for  # noqa: E402
 
 STEPS = 8
 EPOCH = 5426  # training images of a run with today's 5% validation
@@ -100,8 +100,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", help="comma-separated, e.g. 32,16,8: time these instead")
     parser.add_argument(
         "--input-sizes",
-        default=str(TrainConfig("").input_size),
-        help="comma-separated image sizes for --batch-sizes (default: the default input size)",
+        help="comma-separated image sizes for --batch-sizes (default: each policy's default, "
+        "core.config.input_size_for)",
     )
     parser.add_argument(
         "--policies",
@@ -115,14 +115,15 @@ def main() -> None:
     if args.batch_sizes:
         print(f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, {STEPS} timed")
         policies = args.policies.split(",")
-        sizes = [int(s) for s in args.input_sizes.split(",")]
+        sizes = [int(s) for s in args.input_sizes.split(",")] if args.input_sizes else None
         batches = [int(b) for b in args.batch_sizes.split(",")]
-        for policy, size, batch in itertools.product(policies, sizes, batches):
-            report(
-                f"{policy}  input {size}  batch {batch:3d}  oneDNN on  batch norm training",
-                measure(True, False, True, weights, batch, size, policy),
-                batch,
-            )
+        for policy in policies:
+            for size, batch in itertools.product(sizes or [input_size_for(policy)], batches):
+                report(
+                    f"{policy}  input {size}  batch {batch:3d}  oneDNN on  batch norm training",
+                    measure(True, False, True, weights, batch, size, policy),
+                    batch,
+                )
         return
     print(
         f"one fine-tuning step, mixed6-mixed10 + head from mixed5 activations, input 299, "

@@ -33,7 +33,7 @@ import tensorflow as tf
 from core.augment import build_augmenter
 from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
-from core.distribute import resolve_precision
+from core.distribute import resolve_config
 from core.errors import ImageDecodeError
 from core.images import load_rgb
 from core.model import computing_in
@@ -60,15 +60,15 @@ def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = No
     """What the stored activations depend on, and nothing else: for the augmented views
     (`plain` False) the augmentation and its seed too. `weights` is weights_id's answer
     when the caller has it already (hashing a weights file takes a second)."""
+    config = resolve_config(config)
     spec = {
         "weights": weights or weights_id(config.weights, config.seed),
         "input_size": config.input_size,
         "boundary": config.boundary(),
         "keras": keras.__version__,
     }
-    precision = resolve_precision(config.precision)
-    if precision != "float32":  # float32 keys stay what they were before there was a choice
-        spec["precision"] = precision
+    if config.precision != "float32":  # float32 keys stay what they were before there was a choice
+        spec["precision"] = config.precision
     if not plain:
         spec.update(augment=asdict(config.augment), seed=config.seed)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
@@ -80,7 +80,7 @@ class ActivationCache:
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
         # Resolved once: "auto" reads /proc/cpuinfo, and every file path goes through the key.
-        self.config = replace(config, precision=resolve_precision(config.precision))
+        self.config = resolve_config(config)
         self.root = Path(root)
         self.weights = weights_id(config.weights, config.seed)
         self.plain_folder, self.folder = self.folders_at(config.boundary())

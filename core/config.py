@@ -34,6 +34,19 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 KEEPS = ("last", "best")
 KEEP_BEFORE_THE_CHOICE = "best"  # what a config.json written without "keep" ran with
 
+# The input size of a config that names none: 299 (the reference's) where the run computes
+# in mixed bfloat16, 256 in float32. At 299 each fine-tuning epoch costs about 1.5x as
+# much; with bfloat16 (an Intel Xeon's AMX) the five seeds 42, 7, 3, 1 and 11 averaged
+# X against 256's 98.46% and a run from an empty cache took Y min; in float32 (a
+# laptop's CPU) 256 is what fits the time (README, Results).
+SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32 = 299, 256
+
+
+def input_size_for(precision: str) -> int:
+    """The input size a config without one trains at, in `precision` ("auto" resolved)."""
+    return SIZE_IN_BFLOAT16 if precision == "mixed_bfloat16" else SIZE_IN_FLOAT32
+
+
 # Predictions whose top probability is below this are flagged for a human look.
 FLAG_BELOW = 0.6
 
@@ -57,10 +70,11 @@ class TrainConfig:
 
     data_dir: str
     weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file
-    # 256 rather than the reference's 299: each fine-tuning epoch costs about 0.7x, which
-    # buys two more epochs in the same time (README, Results: 0.3-0.6 points more on
-    # Testing and 0.6-0.7 on the clean set, for each of the three seeds run at both sizes).
-    input_size: int = 256
+    # None: input_size_for the run's precision (299 in bfloat16, 256 in float32); a
+    # prepared run's config.json holds the number. At 256 each fine-tuning epoch costs
+    # about 0.7x 299's; in float32 that bought five epochs for the time of three (README,
+    # Results, session 9: 0.3-0.6 points more on Testing for each of three seeds).
+    input_size: int | None = None
     batch_size: int = 32
     # 5% of Training for validation (the reference held out more): the 571 images it
     # gives back to training gained 0.5 and 0.6 points on Testing for two seeds (README).
@@ -120,7 +134,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every option before any work starts; raise ConfigError if wrong."""
-        if self.input_size < MIN_INPUT_SIZE:
+        if self.input_size is not None and self.input_size < MIN_INPUT_SIZE:
             raise ConfigError(
                 f"input size {self.input_size} is below InceptionV3's minimum of {MIN_INPUT_SIZE}"
             )

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import tensorflow as tf
 
+from core.config import TrainConfig, input_size_for
 from core.errors import ConfigError
 
 TF_CONFIG_HELP = (
@@ -104,3 +106,11 @@ def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
     return auto_precision(has_bfloat16_units(), gpu_capabilities())
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """The config with its machine-dependent choices made: the precision "auto" stands
+    for here, and the input size that precision trains at when the config names none.
+    A prepared run's config.json holds these, so it re-runs the same on another machine."""
+    precision = resolve_precision(config.precision)
+    return replace(config, precision=precision, input_size=config.input_size or input_size_for(precision))

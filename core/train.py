@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -29,7 +29,7 @@ from core.augment import build_augmenter
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
-from core.distribute import describe, is_multi_worker, make_strategy, resolve_precision
+from core.distribute import describe, is_multi_worker, make_strategy, resolve_config, resolve_precision
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
@@ -260,8 +260,7 @@ def software_versions() -> dict[str, str]:
 def prepare_run(registry: Registry, config: TrainConfig, run_id: str | None = None) -> Run:
     """Create the run folder with its configuration; training itself comes after."""
     config.validate()
-    # Written as what it stands for here, so that the config reproduces the run elsewhere.
-    config = replace(config, precision=resolve_precision(config.precision))
+    config = resolve_config(config)
     run = registry.create(run_id or registry.new_run_id(config.unfreeze_from))
     run.write("config.json", config.to_dict())
     return run

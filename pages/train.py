@@ -11,6 +11,8 @@ from core.config import (
     ONE_MACHINE_STRATEGIES,
     PRECISIONS,
     SCHEDULES,
+    SIZE_IN_BFLOAT16,
+    SIZE_IN_FLOAT32,
     UNFREEZE_CHOICES,
     AugmentConfig,
     TrainConfig,
@@ -111,7 +113,16 @@ with st.form("train"):
         help="imagenet: Keras downloads them once into ~/.keras/models",
     )
     weights_file = c1.text_input("Local weights file", placeholder="/path/inception_v3_notop.weights.h5")
-    input_size = c1.number_input("Input size (px)", 75, 599, defaults.input_size, step=1)
+    input_size = c1.number_input(
+        "Input size (px)",
+        75,
+        599,
+        defaults.input_size,
+        step=1,
+        placeholder=f"auto: {SIZE_IN_BFLOAT16} in bfloat16, {SIZE_IN_FLOAT32} in float32",
+        help="Empty: the size the run's arithmetic affords (299, the reference's, in mixed "
+        "bfloat16; 256 in float32, where 299 takes about 1.5x as long a fine-tuning epoch).",
+    )
     batch_size = c1.number_input("Batch size", 1, 256, defaults.batch_size)
     head_epochs = c2.number_input("Head epochs (frozen backbone)", 0, 200, defaults.head_epochs)
     head_lr = c2.number_input("Head learning rate", 1e-6, 1.0, defaults.head_lr, format="%.5f")
@@ -203,7 +214,7 @@ if submitted:
         strategy=strategy,
         precision=precision,
         weights=weights,
-        input_size=int(input_size),
+        input_size=None if input_size is None else int(input_size),
         batch_size=int(batch_size),
         head_epochs=int(head_epochs),
         head_lr=float(head_lr),

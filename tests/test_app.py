@@ -357,6 +357,7 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     monkeypatch.setenv("BTMRI_MODELS", str(registry.root))
     at = start("pages/train.py")
     by_label(at.selectbox, "Pre-trained weights").set_value("none")
+    assert by_label(at.number_input, "Input size (px)").value is None  # the arithmetic's size
     by_label(at.number_input, "Input size (px)").set_value(75)
     by_label(at.number_input, "Batch size").set_value(4)
     by_label(at.number_input, "Head epochs (frozen backbone)").set_value(8)

@@ -13,7 +13,7 @@ from conftest import TINY_TRAIN_ARGS, run_cli
 
 from core.cache import ActivationCache, cache_key
 from core.cache_usage import cache_folders, clear_cache
-from core.config import TrainConfig
+from core.config import TrainConfig, input_size_for
 from core.dataset import scan_dataset
 from core.distribute import resolve_precision
 from core.errors import ConfigError, PipelineError, TrainingBusyError
@@ -131,6 +131,8 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
     assert len({cache_key(c) for c in different} | {cache_key(config)}) == 6
     auto = replace(config, precision="auto")  # keyed by what it stands for on this machine
     assert cache_key(auto) == cache_key(replace(config, precision=resolve_precision("auto")))
+    unsized = replace(config, input_size=None)  # keyed by the size it stands for
+    assert cache_key(unsized) == cache_key(replace(config, input_size=input_size_for("float32")))
     # The plain view is the image as it is: neither the augmentation nor its seed matters.
     size, seed, cut, augment, _ = different
     plain = {cache_key(c, plain=True) for c in (config, *same, seed, augment)}

@@ -10,15 +10,22 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
-from core.config import TrainConfig
+from core.config import SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32, TrainConfig, input_size_for
 from core.dataset import scan_dataset
-from core.distribute import auto_precision, gpu_capabilities, has_bfloat16_units, resolve_precision
+from core.distribute import (
+    auto_precision,
+    gpu_capabilities,
+    has_bfloat16_units,
+    resolve_config,
+    resolve_precision,
+)
 from core.errors import ConfigError
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry
@@ -278,3 +285,16 @@ def test_auto_precision_follows_the_devices_that_train():
     assert gpu_capabilities() == []
     assert resolve_precision("auto") == auto_precision(has_bfloat16_units(), [])
     assert resolve_precision("float32") == "float32"
+
+
+def test_a_config_without_an_input_size_trains_at_the_size_its_arithmetic_affords(dataset):
+    blank = TrainConfig(data_dir=str(dataset))
+    assert blank.input_size is None and blank.validate() is blank
+    assert resolve_config(replace(blank, precision="float32")).input_size == SIZE_IN_FLOAT32 == 256
+    in_bfloat16 = resolve_config(replace(blank, precision="mixed_bfloat16"))
+    assert in_bfloat16.input_size == SIZE_IN_BFLOAT16 == 299
+    assert in_bfloat16.precision == "mixed_bfloat16"
+    here = resolve_config(blank)  # "auto" too is made concrete
+    assert here.precision == resolve_precision("auto") and here.input_size == input_size_for(here.precision)
+    # A size the user names is kept, whatever the arithmetic.
+    assert resolve_config(replace(blank, input_size=128, precision="mixed_bfloat16")).input_size == 128

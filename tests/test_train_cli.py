@@ -236,7 +236,7 @@ def test_label_smoothing_trains_against_softened_targets(dataset, tmp_path):
 def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(dataset, tmp_path):
     from conftest import tiny_config
 
-    from core.config import TrainConfig
+    from core.config import TrainConfig, input_size_for
     from core.distribute import resolve_precision
     from core.errors import ConfigError
     from core.model import load_model
@@ -253,9 +253,11 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     assert {layer.compute_dtype for layer in load_model(run.model_path).layers} == {"float32"}
     with pytest.raises(ConfigError, match="precision must be one of"):
         TrainConfig(data_dir=str(dataset), precision="float16").validate()
-    # "auto" is written down as what it stands for on this machine.
-    auto = prepare_run(Registry(tmp_path), tiny_config(dataset), "auto")
+    # "auto" is written down as what it stands for on this machine, and no input size as
+    # the size that arithmetic trains at.
+    auto = prepare_run(Registry(tmp_path), tiny_config(dataset, input_size=None), "auto")
     assert auto.config["precision"] == resolve_precision("auto") != "auto"
+    assert auto.config["input_size"] == input_size_for(auto.config["precision"])
 
 
 def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
