@@ -39,9 +39,10 @@ SECOND = {"unfreeze_from": "mixed8", "finetune_lr": 2e-4, "finetune_epochs": 2}
 
 
 def timed_run(registry: Registry, config: TrainConfig, run_id: str, label: str) -> None:
-    print("config:", {k: v for k, v in config.to_dict().items() if k not in ("data_dir", "weights")})
     start = time.monotonic()
     run = prepare_run(registry, config, run_id)
+    # As the run records it: what "auto" and the default input size stood for here.
+    print("config:", {k: v for k, v in run.config.items() if k not in ("data_dir", "weights")})
     train_run(registry, run, verbose=2)
     report(label, run, time.monotonic() - start)
     time_to_accuracy(run)
