@@ -113,4 +113,5 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     for here, and the input size that precision trains at when the config names none.
     A prepared run's config.json holds these, so it re-runs the same on another machine."""
     precision = resolve_precision(config.precision)
-    return replace(config, precision=precision, input_size=config.input_size or input_size_for(precision))
+    size = input_size_for(precision) if config.input_size is None else config.input_size
+    return replace(config, precision=precision, input_size=size)

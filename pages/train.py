@@ -120,8 +120,9 @@ with st.form("train"):
         defaults.input_size,
         step=1,
         placeholder=f"auto: {SIZE_IN_BFLOAT16} in bfloat16, {SIZE_IN_FLOAT32} in float32",
-        help="Empty: the size the run's arithmetic affords (299, the reference's, in mixed "
-        "bfloat16; 256 in float32, where 299 takes about 1.5x as long a fine-tuning epoch).",
+        help=f"Empty: the size the run's arithmetic affords ({SIZE_IN_BFLOAT16}, the reference's, "
+        f"in mixed bfloat16; {SIZE_IN_FLOAT32} in float32, where {SIZE_IN_BFLOAT16} takes about 1.5x "
+        "as long a fine-tuning epoch).",
     )
     batch_size = c1.number_input("Batch size", 1, 256, defaults.batch_size)
     head_epochs = c2.number_input("Head epochs (frozen backbone)", 0, 200, defaults.head_epochs)
