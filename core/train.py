@@ -29,7 +29,7 @@ from core.augment import build_augmenter
 from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
-from core.distribute import describe, is_multi_worker, make_strategy, resolve_config, resolve_precision
+from core.distribute import describe, is_multi_worker, make_strategy, resolve_config
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
@@ -330,7 +330,10 @@ def _finish(run: Run, stop: StopFlag) -> None:
 
 
 def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> None:
-    config = TrainConfig.from_dict(run.config).validate()
+    # Resolved again, and written back: a config.json written by hand may say "auto" or
+    # name no size, and whatever reads the run later (inference, reports) needs the numbers.
+    config = resolve_config(TrainConfig.from_dict(run.config).validate())
+    run.write("config.json", config.to_dict())
     phases = plan_phases(config)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -395,14 +398,13 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
         replicas = 1 if multi_worker else strategy.num_replicas_in_sync
         feed = ImageFeed(config, train_samples, val_samples, len(index.classes), skipped, replicas)
 
-    precision = resolve_precision(config.precision)
     for i, phase in enumerate(phases):
         if control.requested:
             break
         trainable, train_ds, val_ds, batches = feed.for_phase(model, phase)
         recorder.start_phase(i, batches)
         set_trainable(model, phase.unfreeze_from, config.train_batchnorm)
-        set_precision(model, phase.unfreeze_from, precision)
+        set_precision(model, phase.unfreeze_from, config.precision)
         with strategy.scope():
             trainable.compile(
                 optimizer=phase.optimizer(batches),
@@ -431,7 +433,7 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
                 )
         finally:
             timings[f"{phase.name}_s"] = time.monotonic() - start
-            meta = _meta(timings, len(train_samples), recorder, skipped, feed, strategy, precision)
+            meta = _meta(timings, len(train_samples), recorder, skipped, feed, strategy, config.precision)
             run.write("meta.json", meta)
         if control.requested:
             raise StopRequested
@@ -446,7 +448,8 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     evaluate_run(run, index, best, verbose=verbose, validation=feed.validation_predictions(best, index))
     timings["evaluate_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
-    run.write("meta.json", _meta(timings, len(train_samples), recorder, skipped, feed, strategy, precision))
+    meta = _meta(timings, len(train_samples), recorder, skipped, feed, strategy, config.precision)
+    run.write("meta.json", meta)
     recorder.write_progress("done", force=True)
 
 

@@ -260,6 +260,26 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     assert auto.config["input_size"] == input_size_for(auto.config["precision"])
 
 
+def test_a_hand_written_config_without_the_machine_choices_trains_as_they_resolve(dataset, tmp_path):
+    from conftest import tiny_config
+
+    from core.config import input_size_for
+    from core.distribute import resolve_precision
+    from core.train import prepare_run, train_run
+
+    registry = Registry(tmp_path)
+    run = prepare_run(registry, tiny_config(dataset, max_per_class=4, finetune_epochs=0), "by-hand")
+    # As a user might write it: "auto" and no input size, not the numbers prepare_run writes.
+    run.write("config.json", {**run.config, "precision": "auto", "input_size": None})
+    train_run(registry, run, verbose=0)
+    precision = resolve_precision("auto")
+    assert run.state == "completed" and run.read("meta.json")["precision"] == precision
+    size = input_size_for(precision)
+    assert run.config["precision"] == precision and run.config["input_size"] == size
+    classifier = Classifier(run)
+    assert classifier.input_size == size and classifier.model.input_shape == (None, size, size, 3)
+
+
 def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
     shared, _ = trained
     models = tmp_path / "models"
