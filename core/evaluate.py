@@ -18,31 +18,42 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from core.audit import Audit, cached_audit
 from core.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
+from core.intervals import bootstrap_intervals, figures_from_confusion
 from core.model import load_model
 from core.registry import Run, atomic_write_bytes
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, macro-F1 and per-class figures, each with its 95% bootstrap interval
+    (core.intervals), and the confusion matrix. Macro-F1 averages over the classes the
+    test set holds: an external set without pituitary scans has no pituitary recall."""
     labels = list(range(len(classes)))
+    present = sorted(int(c) for c in np.unique(y_true))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    specificity = figures_from_confusion(cm, present)["specificity"]
     return {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        if present
+        else 0.0,
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
                 "recall": float(recall[i]),
+                "specificity": float(specificity[i]),
                 "f1": float(f1[i]),
                 "support": int(support[i]),
             }
             for i, name in enumerate(classes)
         },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": cm.tolist(),
         "classes": list(classes),
+        "intervals": bootstrap_intervals(y_true, y_pred, classes),
     }
 
 
@@ -93,11 +104,20 @@ def predict_samples(
     )
 
 
-def clean_metrics(predictions: Predictions, clean_files: set[str], classes: list[str]) -> dict:
-    """The same figures on the clean test set only (no copies of Training images)."""
+def clean_metrics(
+    predictions: Predictions,
+    clean_files: set[str],
+    classes: list[str],
+    left_out: dict[str, int] | None = None,
+) -> dict:
+    """The same figures on the clean test set only (no image with a copy in Training, one
+    of each group of twins within Testing). `left_out`: the audit's count of each reason
+    (Audit.clean_test_exclusions), recorded beside the figures."""
     mask = np.array([f in clean_files for f in predictions.files], dtype=bool)
     metrics = compute_metrics(predictions.y_true[mask], predictions.y_pred[mask], classes)
     metrics["excluded"] = int((~mask).sum())
+    if left_out is not None:
+        metrics["left_out"] = left_out
     return metrics
 
 
@@ -126,7 +146,7 @@ def evaluate_run(
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
     metrics["split"] = "Testing"
     metrics["skipped"] = predictions.skipped
-    metrics["clean"] = clean_metrics(predictions, clean, index.classes)
+    metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
     csv_text = predictions.to_csv(index.classes, clean)
     atomic_write_bytes(run.file("predictions.csv"), csv_text.encode())
     calibration = calibrate(run, index, model, predictions, verbose, validation)
@@ -204,10 +224,11 @@ def evaluate_tta(run: Run, index: DatasetIndex, chosen: list, batch: int = 32, p
     labels = [sample.label for _, sample in kept]
     probs = np.array([[r.probabilities[c] for c in index.classes] for r, _ in kept])
     predictions = Predictions(files, np.array(labels, dtype=int), probs, skipped)
-    clean = set(cached_audit(index, run.cache_dir).clean_test_files())
+    audit = cached_audit(index, run.cache_dir)
+    clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
     metrics.update(split="Testing", skipped=skipped, views=[v.name for v in chosen])
-    metrics["clean"] = clean_metrics(predictions, clean, index.classes)
+    metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
     atomic_write_bytes(run.file("predictions-tta.csv"), predictions.to_csv(index.classes, clean).encode())
     run.write("tta.json", metrics)
     return metrics
