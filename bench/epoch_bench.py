@@ -41,11 +41,12 @@ import tensorflow as tf  # noqa: E402
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import PRECISIONS, TrainConfig  # noqa: E402
-from core.dataset import scan_dataset, split_validation, subsample  # noqa: E402
+from core.dataset import scan_dataset  # noqa: E402
 from core.distribute import resolve_config  # noqa: E402
 from core.model import build_model, save_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from core.split import run_split  # noqa: E402
 from core.train import RunRecorder, StopFlag, plan_phases  # noqa: E402
 
 
@@ -81,10 +82,10 @@ def main() -> None:
         TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate()
     )
     index = scan_dataset(config.data_dir)
-    pool = subsample(index.training, config.max_per_class, config.seed)
-    train, val = split_validation(pool, config.val_fraction, config.seed)
-    n = len(index.classes)
     registry = Registry(args.models)
+    split = run_split(index, config, registry.cache_dir)
+    train, val = split.train, split.validation
+    n = len(index.classes)
     cache = ActivationCache(registry.cache_dir, config)
     model = build_model(n, config.input_size, config.weights, config.dropout)
     skipped = SkippedFiles()

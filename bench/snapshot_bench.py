@@ -37,10 +37,11 @@ from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.audit import cached_audit  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
-from core.dataset import scan_dataset, split_validation  # noqa: E402
+from core.dataset import scan_dataset  # noqa: E402
 from core.distribute import resolve_config  # noqa: E402
 from core.model import build_model, set_precision, set_trainable  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
+from core.split import run_split  # noqa: E402
 from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
 
 
@@ -117,7 +118,8 @@ def main() -> None:
         TrainConfig(str(args.data), weights=str(standin_weights()), seed=args.seed).validate()
     )
     index = scan_dataset(config.data_dir)
-    train, val = split_validation(index.training, config.val_fraction, config.seed)
+    split = run_split(index, config, args.models / ".cache")
+    train, val = split.train, split.validation
     keras.utils.set_random_seed(config.seed)
     model = build_model(len(index.classes), config.input_size, config.weights, config.dropout)
     cache = ActivationCache(args.models / ".cache", config)

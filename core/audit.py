@@ -7,6 +7,13 @@ grayscale thumbnails is at least 0.99 at 32x32 and at least 0.97 at 128x128.
 z-normalisation makes the measure blind to brightness and contrast changes, and
 thumbnails to re-encoding and rescaling; neighbouring MRI slices of one patient correlate
 at about 0.91-0.94 at 128x128, safely below the 0.97 threshold, so they are not merged.
+Each thumbnail is also compared with the mirror image of every other, so a left-right
+flipped copy counts as a copy too.
+
+Copy groups are connected components of the copy pairs: a copy of a copy is in the same
+group. The clean test set is copy-free (no image with a copy in Training, one image per
+group of twins within Testing), not patient-disjoint: other slices of the same patient
+can still be on both sides.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ class Audit:
     labels: list[str]
     groups: list[list[int]] = field(default_factory=list)  # exact or near copies, size >= 2
     exact_pairs: list[tuple[int, int]] = field(default_factory=list)
-    near_pairs: list[tuple[int, int, float, float]] = field(default_factory=list)  # i, j, r32, r128
+    # i, j, r32, r128, mirrored (1 when j matches the mirror image of i)
+    near_pairs: list[tuple[int, int, float, float, int]] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
 
     # -- questions a teacher asks ---------------------------------------------------------
@@ -69,6 +77,32 @@ class Audit:
                 seen.add(group)
             clean.append(file)
         return clean
+
+    def clean_test_exclusions(self) -> dict[str, int]:
+        """Why Testing images are left out of the clean test set, each reason counted
+        apart: a copy in Training, a twin of another Testing image kept in its place, or
+        a file that cannot be decoded."""
+        leaked = self.leaked_test_files()
+        clean = set(self.clean_test_files())
+        testing = [f for f, split in zip(self.files, self.splits) if split == "Testing"]
+        unreadable = [f for f in testing if f in self.unreadable and f not in leaked]
+        twins = [f for f in testing if f not in leaked and f not in self.unreadable and f not in clean]
+        return {
+            "copy_in_training": len(leaked),
+            "twin_within_testing": len(twins),
+            "unreadable": len(unreadable),
+        }
+
+    def group_ids(self, files: list[str]) -> list[int]:
+        """A copy-group id for each of `files` (relative paths): members of one audit
+        group share an id, every other file has one of its own."""
+        group_of, position = self.group_of(), {f: i for i, f in enumerate(self.files)}
+        ids = []
+        for n, file in enumerate(files):
+            member = position.get(file)
+            group = group_of.get(member) if member is not None else None
+            ids.append(group if group is not None else len(self.groups) + n)
+        return ids
 
     def training_copies_to_drop(self) -> set[str]:
         """All but the first Training member of every copy group: dropping them before the
@@ -107,6 +141,8 @@ class Audit:
             "redundant_within_training": self.redundant("Training"),
             "redundant_within_testing": self.redundant("Testing"),
             "testing_with_copy_in_training": len(leaked),
+            "clean_test_left_out": self.clean_test_exclusions(),
+            "mirrored_near_pairs": sum(1 for p in self.near_pairs if len(p) > 4 and p[4]),
             "label_conflict_groups": len(self.label_conflicts()),
             "unreadable": len(self.unreadable),
             "per_class": {
@@ -128,12 +164,27 @@ class Audit:
         return cls(**data)
 
 
+def describe_left_out(left_out: dict[str, int]) -> str:
+    """'3 with a copy in Training, 1 twin within Testing, 0 unreadable'."""
+    twins = left_out["twin_within_testing"]
+    return (
+        f"{left_out['copy_in_training']} with a copy in Training, "
+        f"{twins} twin{'s' if twins != 1 else ''} within Testing, {left_out['unreadable']} unreadable"
+    )
+
+
 def _thumbnails(path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = decode(path).convert("L")
     return tuple(
-        _znorm(np.asarray(image.resize((s, s), Image.Resampling.BILINEAR), np.float32))
-        for s in (COARSE, FINE)
+        np.asarray(image.resize((s, s), Image.Resampling.BILINEAR), np.float32) for s in (COARSE, FINE)
     )
+
+
+def _flat(thumbnails: np.ndarray, mirrored: bool) -> np.ndarray:
+    """(n, s, s) thumbnails as z-normalised rows, left-right mirrored when asked."""
+    if mirrored:
+        thumbnails = thumbnails[:, :, ::-1]
+    return np.stack([_znorm(t) for t in thumbnails]) if len(thumbnails) else thumbnails.reshape(0, 0)
 
 
 def _znorm(values: np.ndarray) -> np.ndarray:
@@ -167,8 +218,8 @@ def run_audit(index: DatasetIndex, progress: Progress | None = None, chunk: int 
         labels=[index.classes[s.label] for _, s in samples],
     )
     n = len(samples)
-    coarse = np.zeros((n, COARSE * COARSE), np.float32)
-    fine = np.zeros((n, FINE * FINE), np.float32)
+    coarse = np.zeros((n, COARSE, COARSE), np.float32)
+    fine = np.zeros((n, FINE, FINE), np.float32)
     by_digest: dict[str, list[int]] = defaultdict(list)
     for i, (_, sample) in enumerate(samples):
         by_digest[file_digest(sample.path)].append(i)
@@ -179,18 +230,29 @@ def run_audit(index: DatasetIndex, progress: Progress | None = None, chunk: int 
         if progress and (i % 50 == 0 or i == n - 1):
             progress(i + 1, n)
     audit.exact_pairs = [(g[0], j) for g in by_digest.values() if len(g) > 1 for j in g[1:]]
-    # All pairs at 32x32 in row chunks (a matrix product), then confirm at 128x128.
-    for start in range(0, n, chunk):
-        block = coarse[start : start + chunk] @ coarse.T
-        rows, cols = np.nonzero(block >= COARSE_MIN)
-        for r, j in zip(rows, cols):
-            i = start + int(r)
-            if j > i:
-                r128 = float(fine[i] @ fine[j])
-                if r128 >= FINE_MIN:
-                    audit.near_pairs.append((i, int(j), round(float(block[r, j]), 4), round(r128, 4)))
+    audit.near_pairs = _near_pairs(coarse, fine, chunk)
     audit.groups = _components(n, audit.exact_pairs + [(i, j) for i, j, *_ in audit.near_pairs])
     return audit
+
+
+def _near_pairs(coarse: np.ndarray, fine: np.ndarray, chunk: int) -> list[tuple[int, int, float, float, int]]:
+    """Pairs that correlate at both sizes, as they are or one of them mirrored: all
+    pairs at 32x32 in row chunks (a matrix product), then confirmed at 128x128."""
+    c, f = _flat(coarse, False), _flat(fine, False)
+    pairs: dict[tuple[int, int], tuple[int, int, float, float, int]] = {}
+    for mirrored in (0, 1):
+        other_c, other_f = (_flat(coarse, True), _flat(fine, True)) if mirrored else (c, f)
+        for start in range(0, len(c), chunk):
+            block = c[start : start + chunk] @ other_c.T
+            rows, cols = np.nonzero(block >= COARSE_MIN)
+            for r, j in zip(rows, cols):
+                i, j = start + int(r), int(j)
+                if j <= i or (i, j) in pairs:
+                    continue
+                r128 = float(f[i] @ other_f[j])
+                if r128 >= FINE_MIN:
+                    pairs[(i, j)] = (i, j, round(float(block[r, j]), 4), round(r128, 4), mirrored)
+    return sorted(pairs.values())
 
 
 def audit_key(index: DatasetIndex) -> str:
@@ -200,7 +262,7 @@ def audit_key(index: DatasetIndex) -> str:
         for s in samples:
             stat = s.path.stat()
             digest.update(f"{split}/{index.relative(s)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    digest.update(f"{COARSE}:{FINE}:{COARSE_MIN}:{FINE_MIN}".encode())
+    digest.update(f"{COARSE}:{FINE}:{COARSE_MIN}:{FINE_MIN}:mirrored".encode())
     return digest.hexdigest()[:24]
 
 

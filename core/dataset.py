@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from core.errors import DatasetError
 
@@ -103,17 +104,36 @@ def subsample(samples: list[Sample], per_class: int | None, seed: int) -> list[S
     return sorted(chosen, key=lambda s: (s.label, s.path))
 
 
-def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Stratified, seeded split of Training into (train, validation)."""
+def split_validation(
+    samples: list[Sample], fraction: float, seed: int, groups: list[int] | None = None
+) -> tuple[list[Sample], list[Sample]]:
+    """Stratified, seeded split of Training into (train, validation) that keeps every copy
+    group on one side.
+
+    `groups`: a copy-group id per sample (Audit.group_ids); members of a group never sit
+    on both sides, so no validation image has a copy in the training part. Without it
+    each sample is its own group. The split is one fold of scikit-learn's
+    StratifiedGroupKFold with k = round(1 / fraction) folds, so the validation share is
+    the nearest 1/k (5% gives 1/20), lowered where a class has fewer than k groups.
+    """
     labels = [s.label for s in samples]
-    if min(Counter(labels).values()) < 2:
-        raise DatasetError("every class needs at least 2 Training images to carve a validation set")
-    n_classes = len(set(labels))
-    n_val = max(n_classes, round(fraction * len(samples)))
-    if len(samples) - n_val < n_classes:
-        raise DatasetError("too few Training images for this validation fraction")
-    train, val = train_test_split(samples, test_size=n_val, stratify=labels, random_state=seed)
-    return list(train), list(val)
+    groups = list(range(len(samples))) if groups is None else list(groups)
+    if len(groups) != len(samples):
+        raise ValueError("one group id per sample")
+    groups_per_class = Counter(label for label, _ in set(zip(labels, groups)))
+    if min(groups_per_class.values()) < 2:
+        raise DatasetError(
+            "every class needs at least 2 distinct Training images (not copies of each other) "
+            "to carve a validation set"
+        )
+    folds = max(2, min(round(1 / fraction), min(groups_per_class.values())))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(samples)), labels, groups))
+    train = [samples[i] for i in sorted(train_idx)]
+    val = [samples[i] for i in sorted(val_idx)]
+    if {s.label for s in val} != set(labels):
+        raise DatasetError("too few Training images for this validation fraction: a class has none left")
+    return train, val
 
 
 def file_digest(path: Path) -> str:

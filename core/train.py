@@ -24,11 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.audit import cached_audit
 from core.augment import build_augmenter
 from core.cache import ActivationCache
 from core.config import TrainConfig
-from core.dataset import DatasetIndex, fingerprint, scan_dataset, split_validation, subsample
+from core.dataset import DatasetIndex, fingerprint, scan_dataset
 from core.distribute import describe, is_multi_worker, make_strategy, resolve_config
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
@@ -36,6 +35,7 @@ from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
 from core.model import build_model, load_model, save_model, set_precision, set_trainable
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
+from core.split import run_split
 
 
 @dataclass
@@ -339,17 +339,14 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     t0 = time.monotonic()
     index = scan_dataset(config.data_dir)
     cache_root = cache_root or run.cache_dir
-    pool, dropped = index.training, []
-    if config.drop_duplicates:
-        recorder_stage(run, "auditing")
-        copies = cached_audit(index, cache_root).training_copies_to_drop()
-        dropped = sorted(copies)
-        pool = [s for s in pool if index.relative(s) not in copies]
-    pool = subsample(pool, config.max_per_class, config.seed)
-    train_samples, val_samples = split_validation(pool, config.val_fraction, config.seed)
+    recorder_stage(run, "auditing")  # the validation split keeps each copy group on one side
+    split = run_split(index, config, cache_root)
+    train_samples, val_samples = split.train, split.validation
     run.write("classes.json", index.classes)
     data = fingerprint(index, {"train": train_samples, "validation": val_samples, "test": index.testing})
-    run.write("data.json", {**data, "dropped_duplicates": dropped})
+    run.write(
+        "data.json", {**data, "dropped_duplicates": split.dropped_duplicates, "split": split.describe()}
+    )
     timings["scan_s"] = time.monotonic() - t0
 
     keras.utils.set_random_seed(config.seed)
