@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from core.audit import describe_left_out
 from core.config import (
     BLOCKS,
     FLAG_BELOW,
@@ -144,9 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="duplicates, train/test leakage and the clean test set")
     p.add_argument("data", help="dataset root with Training/ and Testing/")
     p.add_argument("--json", action="store_true", help="the full audit (groups, pairs) as JSON")
-    p = sub.add_parser("evaluate", help="evaluate a run on its dataset's Testing split")
+    p = sub.add_parser(
+        "evaluate", help="evaluate a run on its dataset's Testing split, or on another dataset (--data)"
+    )
     p.add_argument("run")
-    p.add_argument("--data", help="dataset root (default: the one the run was trained on)")
+    p.add_argument(
+        "--data",
+        help="another dataset to score the run on, laid out as ROOT/<class>/* or ROOT/Testing/<class>/* "
+        "(saved under the run's external/; the run's own dataset root: its official figures)",
+    )
     _tta_arguments(p, "also evaluate with test-time augmentation (saved as tta.json)")
     p = sub.add_parser("ensemble", help="average several runs into an ensemble run, and evaluate it")
     p.add_argument("runs", nargs="+", help="two or more runs with the same classes and input size")
@@ -247,9 +254,11 @@ def _print_summary(run) -> None:
             f"  (n={metrics['n']})"
         )
         if clean := metrics.get("clean"):
+            reasons = clean.get("left_out")
+            why = describe_left_out(reasons) if reasons else f"{clean['excluded']} images"
             print(
                 f"clean test set accuracy {clean['accuracy']:.4f}  macro F1 {clean['macro_f1']:.4f}"
-                f"  (n={clean['n']}; {clean['excluded']} copies of Training images left out)"
+                f"  (n={clean['n']}; {why} left out)"
             )
 
 
@@ -276,6 +285,10 @@ def _tta_views(args) -> list:
 def cmd_evaluate(args, registry: Registry) -> int:
     run = _run_with_model(registry, args.run)
     chosen = _tta_views(args)
+    if _is_external(args.data, run):
+        if chosen:
+            raise PipelineError("--tta applies to the run's own Testing split, not to --data")
+        return _evaluate_external(run, args.data)
     index = scan_dataset(args.data or run.config.get("data_dir", ""))
     from core.evaluate import evaluate_run, evaluate_tta
 
@@ -287,6 +300,39 @@ def cmd_evaluate(args, registry: Registry) -> int:
             f"with TTA ({', '.join(tta['views'])}): Testing accuracy {tta['accuracy']:.4f}  macro F1 "
             f"{tta['macro_f1']:.4f}; clean {tta['clean']['accuracy']:.4f} / {tta['clean']['macro_f1']:.4f}"
         )
+    return 0
+
+
+def _is_external(data: str | None, run) -> bool:
+    own = run.config.get("data_dir")
+    return bool(data) and (not own or Path(data).expanduser().resolve() != Path(own).expanduser().resolve())
+
+
+def _evaluate_external(run, root: str) -> int:
+    from core.external import evaluate_external
+    from core.intervals import format_interval
+
+    m = evaluate_external(run, root, verbose=1)
+    ci = m["intervals"]
+    print(f"run {run.id} on {m['name']} ({m['root']}): {m['n']} images")
+    print(
+        f"accuracy {format_interval(m['accuracy'], ci['accuracy'])}  macro F1 "
+        f"{format_interval(m['macro_f1'], ci['macro_f1'], percent=False)}  (95% intervals; "
+        f"chance {m['chance']:.0%})"
+    )
+    for name, row in m["per_class"].items():
+        if row["support"]:
+            recall = format_interval(row["recall"], ci["per_class"][name]["recall"])
+            print(f"  {name:12s} recall {recall:24s} n={row['support']}")
+    if m["missing_classes"]:
+        print(f"  no images of {', '.join(m['missing_classes'])}: answers in it count as errors")
+    for name, group in ((m.get("sequences") or {}).get("groups") or {}).items():
+        recalls = "  ".join(f"{c} {r['value']:.0%}" for c, r in group["recall"].items())
+        accuracy = format_interval(group["accuracy"], group["accuracy_interval"])
+        print(f"  sequence {name:8s} accuracy {accuracy:24s} n={group['n']:<5d} recall {recalls}")
+    if m["skipped"]:
+        print(f"{len(m['skipped'])} unreadable file(s) left out: {', '.join(list(m['skipped'])[:5])}")
+    print(f"written to {run.file('external') / m['slug']}")
     return 0
 
 
@@ -377,6 +423,7 @@ def cmd_audit(args, registry: Registry) -> int:
         "exact_duplicate_groups",
         "exact_redundant_files",
         "near_duplicate_pairs",
+        "mirrored_near_pairs",
         "redundant_within_training",
         "redundant_within_testing",
         "testing_with_copy_in_training",
@@ -384,7 +431,10 @@ def cmd_audit(args, registry: Registry) -> int:
         "unreadable",
     ):
         print(f"  {key.replace('_', ' '):32s} {summary[key]}")
-    print(f"clean test set: {summary['clean_test_size']} of {len(index.testing)} Testing images")
+    print(
+        f"clean test set: {summary['clean_test_size']} of {len(index.testing)} Testing images "
+        f"({describe_left_out(summary['clean_test_left_out'])} left out; copy-free, not patient-disjoint)"
+    )
     for name, row in summary["per_class"].items():
         print(
             f"  {name:12s} Testing {row['testing']:4d}  with a copy in Training {row['leaked']:4d}"

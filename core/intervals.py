@@ -102,7 +102,7 @@ def bootstrap_intervals(
 
     def interval(values: np.ndarray) -> list[float]:
         low, high = np.percentile(values, tails)
-        return [round(float(low), 6), round(float(high), 6)]
+        return [float(low), float(high)]
 
     per_class = {
         classes[c]: {
@@ -151,7 +151,7 @@ def paired_difference(
         "accuracy_a": float(a.mean()),
         "accuracy_b": float(b.mean()),
         "difference": float(a.mean() - b.mean()),
-        "interval": [round(float(low), 6), round(float(high), 6)],
+        "interval": [float(low), float(high)],
         "only_a_right": only_a,
         "only_b_right": only_b,
         "mcnemar_p": p_value,

@@ -7,9 +7,16 @@ import streamlit as st
 from core.config import KEEP_BEFORE_THE_CHOICE
 from core.errors import PipelineError
 from core.interpret import Interpretation, apply_temperature
+from core.intervals import format_interval
 from pages import charts
 from pages.report import report_html
 from pages.shared import active_run, image_grid, registry, usable_runs
+
+CLEAN_SET_HELP = (
+    "Testing minus every image with an exact, near or mirrored copy in Training, keeping one "
+    "image of each group of twins within Testing. Copy-free, not patient-disjoint: other slices "
+    "of one patient can still sit on both sides."
+)
 
 st.title("Results")
 runs = usable_runs()
@@ -29,18 +36,24 @@ if not metrics:
     st.stop()
 
 clean = metrics.get("clean")
-c1, c2, c3, c4, c5 = st.columns(5)
-c1.metric("Test accuracy", f"{metrics['accuracy']:.2%}")
-c2.metric("Macro F1", f"{metrics['macro_f1']:.4f}")
-c3.metric("Weighted F1", f"{metrics['weighted_f1']:.4f}")
-c4.metric("Test images", metrics["n"])
+ci = metrics.get("intervals") or {}
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Test accuracy", format_interval(metrics["accuracy"], ci.get("accuracy")))
+c2.metric("Macro F1", format_interval(metrics["macro_f1"], ci.get("macro_f1"), percent=False))
+c3.metric("Test images", metrics["n"])
 if clean:
-    c5.metric(
+    c4.metric(
         "Clean-set accuracy",
-        f"{clean['accuracy']:.2%}",
-        f"{clean['accuracy'] - metrics['accuracy']:+.2%}",
-        help="Testing minus every image with an exact or near copy in Training",
+        format_interval(clean["accuracy"], (clean.get("intervals") or {}).get("accuracy")),
+        help=CLEAN_SET_HELP,
     )
+st.caption(
+    "In brackets: 95% intervals (stratified bootstrap, 1,000 resamples of the test images). "
+    "Two figures whose intervals overlap widely may not differ at all: the Compare page tests "
+    "two runs on the same images."
+    if ci
+    else f"This run's metrics have no intervals yet: `python -m core evaluate {run.id}` adds them."
+)
 
 if run.config.get("kind") == "ensemble":
     members = ", ".join(
@@ -55,6 +68,28 @@ if kept_epoch and run.history:
         else "the last epoch with a finite validation loss"
     )
     st.caption(f"The model holds the weights of epoch {kept_epoch} of {len(run.history)}: {rule}.")
+
+
+def per_class_rows(m: dict, text: bool = True) -> dict[str, dict]:
+    """Per class: each figure with its interval, as text for the table or as numbers
+    (figure, low, high) for the CSV export."""
+    intervals = (m.get("intervals") or {}).get("per_class", {})
+    rows = {}
+    for name, row in m["per_class"].items():
+        ci = intervals.get(name, {})
+        out: dict = {}
+        for figure in ("precision", "recall", "specificity", "f1"):
+            if figure not in row:
+                continue
+            if text:
+                out[figure] = format_interval(row[figure], ci.get(figure), percent=False)
+            else:
+                low, high = ci.get(figure) or (None, None)
+                out |= {figure: row[figure], f"{figure}_low": low, f"{figure}_high": high}
+        rows[name] = out | {"support": row["support"]}
+    return rows
+
+
 sets = {"official Testing": metrics}
 if clean:
     sets["clean test set"] = clean
@@ -69,15 +104,16 @@ if len(table) > 1:
             {
                 name: {
                     "images": m["n"],
-                    "accuracy": m["accuracy"],
-                    "macro F1": m["macro_f1"],
-                    "weighted F1": m["weighted_f1"],
+                    "accuracy (95% interval)": format_interval(
+                        m["accuracy"], (m.get("intervals") or {}).get("accuracy")
+                    ),
+                    "macro F1 (95% interval)": format_interval(
+                        m["macro_f1"], (m.get("intervals") or {}).get("macro_f1"), percent=False
+                    ),
                 }
                 for name, m in table.items()
             }
-        ).T.style.format(
-            {"images": "{:.0f}", "accuracy": "{:.2%}", "macro F1": "{:.4f}", "weighted F1": "{:.4f}"}
-        ),
+        ).T,
         width="stretch",
     )
 test_set = st.radio("Figures below for", list(sets), horizontal=True)
@@ -103,13 +139,8 @@ with overview:
         if points:
             st.session_state["cell"] = (points[0]["y"], points[0]["x"])
     with right:
-        table = pd.DataFrame(shown["per_class"]).T[["precision", "recall", "f1", "support"]]
-        st.dataframe(
-            table.style.format(
-                {"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}
-            ),
-            width="stretch",
-        )
+        st.dataframe(pd.DataFrame(per_class_rows(shown)).T, width="stretch")
+        st.caption("Recall is sensitivity. In brackets: 95% intervals.")
         if metrics.get("skipped"):
             st.warning(f"{len(metrics['skipped'])} unreadable test file(s) left out.")
 
@@ -178,7 +209,7 @@ with images:
         image_grid(run, interp, interp.top_losses(8, wrong=False), show_cam, key="unsure")
 
 with export:
-    per_class = pd.DataFrame(shown["per_class"]).T
+    per_class = pd.DataFrame(per_class_rows(shown, text=False)).T
     st.download_button("Metrics (CSV)", per_class.to_csv().encode(), f"{run.id}-metrics.csv", "text/csv")
     rows = pd.DataFrame(run.predictions())
     wrong_rows = rows[rows["correct"] == "0"] if not rows.empty else rows
@@ -211,3 +242,7 @@ with st.expander("Delete this run"):
             st.session_state.pop("active_run", None)
             st.toast(f"Run {run.id} deleted")
             st.rerun()
+
+from pages.beyond import beyond_this_dataset  # noqa: E402  (the section ends the page)
+
+beyond_this_dataset(run)

@@ -1,0 +1,255 @@
+"""Scoring a run on a dataset from elsewhere: how far its figures carry beyond the
+Kaggle set it was trained and tested on.
+
+An external set is a test set only: a folder laid out as <root>/<class>/* or
+<root>/Testing/<class>/*, whose classes may be a subset of the run's (a set without
+pituitary scans still tells how often the model answers pituitary wrongly). All
+figures are computed over the run's class list, so an answer in a class the set lacks
+counts as an error. When the root holds a sequences.csv (columns file, sequence; file
+relative to the root), the figures are also given per MR sequence.
+
+Each evaluated set is one entry under the run, external/<slug>/ with metrics.json and
+predictions.csv, replaced as a whole when the set is evaluated again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset import DatasetIndex, Sample, fingerprint
+from core.errors import DatasetError, ImageDecodeError
+from core.evaluate import Predictions, compute_metrics, predict_samples
+from core.images import load_rgb
+from core.intervals import bootstrap_intervals
+from core.model import load_model
+from core.registry import Run, atomic_write_bytes, now_iso, read_json
+
+FOLDER = "external"
+SEQUENCES = "sequences.csv"
+LAYOUT = "expected <root>/<class>/* or <root>/Testing/<class>/*"
+UNKNOWN_SEQUENCE = "unknown"
+
+
+def _visible_dirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    # Decoding goes by content, as in core.dataset, so extensions are not trusted.
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def class_parent(root: Path) -> Path:
+    """The folder whose subfolders are the classes: <root>/Testing when present, else root."""
+    testing = root / "Testing"
+    return testing if testing.is_dir() else root
+
+
+def scan_external(root: str | Path, classes: list[str]) -> DatasetIndex:
+    """Index an external set with the run's `classes` as labels, or raise DatasetError.
+
+    The index's root is the given root, so files are named relative to it (as in
+    sequences.csv); all samples are in `testing`.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetError(f"folder not found: {root} ({LAYOUT})")
+    parent = class_parent(root)
+    found = _visible_dirs(parent)
+    if not found:
+        raise DatasetError(f"{parent} holds no class folders ({LAYOUT})")
+    unknown = [name for name in found if name not in classes]
+    if unknown:
+        raise DatasetError(
+            f"{parent} has class folder(s) the run does not know: {', '.join(unknown)} "
+            f"(the run's classes: {', '.join(classes)})"
+        )
+    samples = [Sample(path, classes.index(name)) for name in found for path in _visible_files(parent / name)]
+    if not samples:
+        raise DatasetError(f"the class folders of {parent} ({', '.join(found)}) hold no files")
+    return DatasetIndex(root, list(classes), [], samples)
+
+
+def slug(root: str | Path) -> str:
+    """Folder name plus a short hash of the resolved path: two sets with the same
+    folder name in different places get different entries."""
+    resolved = Path(root).expanduser().resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", resolved.name).strip(".-")[:48] or "dataset"
+    return f"{name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+
+
+def read_sequences(root: Path) -> dict[str, str] | None:
+    """sequences.csv as {file relative to root: sequence}; None when there is none."""
+    path = root / SEQUENCES
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"file", "sequence"} <= set(reader.fieldnames):
+            raise DatasetError(f"{path} needs the columns 'file' and 'sequence'; it has {reader.fieldnames}")
+        return {_key(row["file"]): (row["sequence"] or "").strip() or UNKNOWN_SEQUENCE for row in reader}
+
+
+def _key(file: str) -> str:
+    # <class>/<name>: the same key whether the csv names files from the root or from Testing/.
+    return "/".join(Path(file.strip().replace("\\", "/")).parts[-2:])
+
+
+def sequence_of(files: list[str], sequences: dict[str, str]) -> list[str]:
+    return [sequences.get(_key(f), UNKNOWN_SEQUENCE) for f in files]
+
+
+def sequence_figures(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], classes: list[str]) -> dict:
+    """Per MR sequence: n, accuracy with its interval, and recall with its interval for
+    each class that sequence has images of."""
+    groups = {}
+    for name in sorted(set(labels)):
+        mask = np.array([label == name for label in labels], dtype=bool)
+        true, pred = y_true[mask], y_pred[mask]
+        intervals = bootstrap_intervals(true, pred, classes)
+        recall = {}
+        for c in sorted(int(c) for c in np.unique(true)):
+            members = true == c
+            recall[classes[c]] = {
+                "value": float((pred[members] == c).mean()),
+                "interval": intervals["per_class"][classes[c]]["recall"],
+                "support": int(members.sum()),
+            }
+        groups[name] = {
+            "n": int(mask.sum()),
+            "accuracy": float((true == pred).mean()),
+            "accuracy_interval": intervals["accuracy"],
+            "recall": recall,
+        }
+    return groups
+
+
+def predictions_csv(predictions: Predictions, classes: list[str], sequences: list[str] | None) -> str:
+    """The official predictions.csv columns, plus each file's sequence when known."""
+    text = predictions.to_csv(classes)
+    if sequences is None:
+        return text
+    rows = list(csv.reader(io.StringIO(text)))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*rows[0][:4], "sequence", *rows[0][4:]])
+    for row, sequence in zip(rows[1:], sequences):
+        writer.writerow([*row[:4], sequence, *row[4:]])
+    return out.getvalue()
+
+
+def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) -> dict:
+    """Predict every image of an external set with the run's model; save and return the
+    entry's metrics (also written to external/<slug>/metrics.json beside predictions.csv)."""
+    classes = run.classes
+    index = scan_external(root, classes)
+    sequences = read_sequences(index.root)  # a malformed csv fails before the model loads
+    model = model or load_model(run.model_path)
+    predictions = _predict(model, index, int(run.config["input_size"]), verbose)
+    metrics = compute_metrics(predictions.y_true, predictions.y_pred, classes)
+    labels = sequence_of(predictions.files, sequences) if sequences is not None else None
+    digest = fingerprint(index, {"external": index.testing})
+    metrics.update(
+        name=index.root.name,
+        root=str(index.root),
+        slug=slug(index.root),
+        run=run.id,
+        evaluated=now_iso(),
+        chance=1 / len(classes),
+        missing_classes=[c for c in classes if not metrics["per_class"][c]["support"]],
+        fingerprint={key: digest[key] for key in ("sha256", "counts")},
+        skipped=predictions.skipped,
+        sequences=None
+        if labels is None
+        else {
+            "source": SEQUENCES,
+            "unmatched": labels.count(UNKNOWN_SEQUENCE),
+            "groups": sequence_figures(predictions.y_true, predictions.y_pred, labels, classes),
+        },
+    )
+    files = {
+        "predictions.csv": predictions_csv(predictions, classes, labels).encode(),
+        "metrics.json": _json_bytes(metrics),
+    }
+    replace_folder(run.file(FOLDER) / metrics["slug"], files)
+    return metrics
+
+
+def _predict(model, index: DatasetIndex, size: int, verbose: int) -> Predictions:
+    """predict_samples, with a set whose every file is unreadable refused by name
+    (Keras's predict fails obscurely on a dataset that yields no batch)."""
+    no_image = DatasetError(f"none of the {len(index.testing)} files in {index.root} is a readable image")
+    try:
+        predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
+    except Exception:
+        if not any(_readable(s.path, size) for s in index.testing):
+            raise no_image from None
+        raise
+    if not len(predictions.y_true):
+        raise no_image
+    return predictions
+
+
+def _readable(path: Path, size: int) -> bool:
+    try:
+        load_rgb(path, size)
+    except ImageDecodeError:
+        return False
+    return True
+
+
+def _json_bytes(data: dict) -> bytes:
+    return json.dumps(data, indent=2, default=str).encode()
+
+
+def replace_folder(target: Path, files: dict[str, bytes]) -> None:
+    """Write `files` into a staging folder beside `target`, then swap it in: readers see
+    the old entry or the new one, never a mix of the two."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new"))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the entry from other users of the registry
+        for name, data in files.items():
+            atomic_write_bytes(staging / name, data)
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def external_entries(run: Run) -> list[dict]:
+    """The run's external entries (their metrics.json), most recently evaluated first."""
+    folder = run.file(FOLDER)
+    if not folder.is_dir():
+        return []
+    entries = [
+        metrics
+        for path in folder.iterdir()
+        if path.is_dir() and not path.name.startswith(".")
+        if isinstance(metrics := read_json(path / "metrics.json"), dict)
+    ]
+    return sorted(entries, key=lambda m: str(m.get("evaluated", "")), reverse=True)
+
+
+def entry_predictions(run: Run, entry_slug: str) -> list[dict[str, str]]:
+    """The rows of an entry's predictions.csv."""
+    path = run.file(FOLDER) / entry_slug / "predictions.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
