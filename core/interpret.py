@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
+from core.intervals import paired_difference
+
 EPS = 1e-12
 
 
@@ -159,6 +161,19 @@ def compare(a: Interpretation, b: Interpretation) -> dict[str, list[str]]:
         "only_first_right": sorted((right_a - right_b) & common),
         "only_second_right": sorted((right_b - right_a) & common),
     }
+
+
+def paired_test(a: Interpretation, b: Interpretation) -> dict:
+    """Whether two runs differ in accuracy on the images both predicted (McNemar's exact
+    test and a paired bootstrap interval of the difference, core.intervals)."""
+    position = {f: i for i, f in enumerate(b.files)}
+    common = [(i, position[f]) for i, f in enumerate(a.files) if f in position]
+    if not common:
+        raise ValueError("the two runs share no test image")
+    ia, ib = (np.array(idx) for idx in zip(*common))
+    right_a = a.y_pred[ia] == a.y_true[ia]
+    right_b = b.y_pred[ib] == b.y_true[ib]
+    return paired_difference(right_a, right_b)
 
 
 def config_diff(configs: dict[str, dict]) -> dict[str, dict[str, object]]:

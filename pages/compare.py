@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import PipelineError
-from core.interpret import Interpretation, compare, config_diff
+from core.interpret import Interpretation, compare, config_diff, paired_test
 from core.launcher import launch_ensemble
 from pages import charts
 from pages.shared import image_grid, registry, usable_runs
@@ -80,6 +80,38 @@ if first.classes != second.classes:
     st.stop()
 a = Interpretation.from_rows(first.predictions(), first.classes)
 b = Interpretation.from_rows(second.predictions(), second.classes)
+
+st.subheader(f"Do they differ? ({first.id} vs {second.id})")
+tests = {}
+for name, clean_only in (("official Testing", False), ("clean test set", True)):
+    try:
+        tests[name] = paired_test(a.subset(clean_only), b.subset(clean_only))
+    except ValueError:
+        continue
+st.dataframe(
+    pd.DataFrame(
+        {
+            name: {
+                "images": t["n"],
+                first.id: f"{t['accuracy_a']:.2%}",
+                second.id: f"{t['accuracy_b']:.2%}",
+                "difference (95% interval)": f"{100 * t['difference']:+.2f} points "
+                f"({100 * t['interval'][0]:+.2f} to {100 * t['interval'][1]:+.2f})",
+                f"right only in {first.id}": t["only_a_right"],
+                f"right only in {second.id}": t["only_b_right"],
+                "McNemar p": f"{t['mcnemar_p']:.3g}",
+                "verdict": t["verdict"].replace("a is", f"{first.id} is").replace("b is", f"{second.id} is"),
+            }
+            for name, t in tests.items()
+        }
+    ).T,
+    width="stretch",
+)
+st.caption(
+    "Both runs on the same images: McNemar's exact test counts only the images where one is "
+    "right and the other wrong. Below p = 0.05 the page names the more accurate run; otherwise "
+    "the difference is within the noise of this test set, and it says so."
+)
 split = compare(a, b)
 st.subheader(f"Right in one, wrong in the other ({first.id} vs {second.id})")
 show_cam = st.toggle("Saliency overlays")

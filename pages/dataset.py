@@ -1,15 +1,15 @@
-"""Dataset page: class balance per split, sample images, and image properties by class."""
+"""Dataset page: class balance per split (the active run's own split), sample images, the
+duplicate audit, and image properties by class."""
 
 import random
 
 import pandas as pd
 import streamlit as st
 
-from core.config import TrainConfig
-from core.dataset import split_validation
+from core.audit import describe_left_out
 from core.errors import PipelineError
 from pages import charts
-from pages.shared import dataset_audit, image_properties, require_dataset, thumbnail
+from pages.shared import active_run, dataset_audit, image_properties, require_dataset, thumbnail
 
 st.title("Dataset")
 index = require_dataset()
@@ -19,24 +19,37 @@ if index is None:
 st.caption(f"`{index.root}` · classes: {', '.join(index.classes)}")
 
 st.subheader("Class distribution")
-defaults = TrainConfig(data_dir=str(index.root))
-train, val = split_validation(index.training, defaults.val_fraction, defaults.seed)
-counts = pd.DataFrame(
-    [
+run = active_run()
+data = (run.read("data.json") or {}) if run else {}
+if data.get("root") == str(index.root) and "validation" in data.get("counts", {}):
+    # The split the active run really used, as its data.json recorded it.
+    parts = (("Training (train part)", "train"), ("validation", "validation"), ("Testing", "test"))
+    rows = [
+        {"split": label, "class": name, "images": n}
+        for label, key in parts
+        for name, n in data["counts"][key].items()
+    ]
+    split = data.get("split") or {}
+    how = (
+        f"grouped by copy group ({split['copy_groups_in_training']} groups of copies kept on one side), "
+        f"{split['validation_share']:.1%} of Training"
+        if split
+        else "drawn per file (this run predates grouped validation: its validation images can have "
+        "copies in its train part)"
+    )
+    note = f"The split of the active run `{run.id}`: validation {how}, seed {run.config.get('seed')}."
+else:
+    rows = [
         {"split": split, "class": name, "images": n}
-        for split, samples in (
-            ("Training (train part)", train),
-            ("validation", val),
-            ("Testing", index.testing),
-        )
+        for split, samples in (("Training", index.training), ("Testing", index.testing))
         for name, n in index.counts(samples).items()
     ]
-)
-st.plotly_chart(charts.distribution(counts), width="stretch")
-st.caption(
-    f"Validation is carved out of Training: {defaults.val_fraction:.0%}, stratified, "
-    f"seed {defaults.seed} (the Train page's defaults)."
-)
+    note = (
+        "No run on this dataset is active. Training carves its validation images out of Training, "
+        "keeping every group of copies (see the audit below) on one side."
+    )
+st.plotly_chart(charts.distribution(pd.DataFrame(rows)), width="stretch")
+st.caption(note)
 
 st.subheader("Samples")
 left, right = st.columns([1, 4])
@@ -67,14 +80,26 @@ st.markdown(
     f"thumbnails correlate at r ≥ {summary['thresholds']['r32']} (32×32) and "
     f"r ≥ {summary['thresholds']['r128']} (128×128) after z-normalisation: this survives "
     "re-encoding, rescaling and brightness/contrast changes, while neighbouring slices of one "
-    "patient (r ≈ 0.91-0.94) stay apart. The **clean test set** is Testing minus every image "
-    "with a copy in Training, each within-Testing copy counted once."
+    "patient (r ≈ 0.91-0.94) stay apart. Each image is also compared with the mirror image of "
+    "every other, so a left-right flipped copy counts as a copy. The **clean test set** is "
+    "Testing minus every image with a copy in Training, keeping one image of each group of twins "
+    "within Testing: it is copy-free, not patient-disjoint (other slices of one patient can "
+    "still sit on both sides)."
 )
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Testing images with a copy in Training", summary["testing_with_copy_in_training"])
-m2.metric("Clean test set", f"{summary['clean_test_size']} of {len(index.testing)}")
+m2.metric(
+    "Clean test set",
+    f"{summary['clean_test_size']} of {len(index.testing)}",
+    help=f"Left out: {describe_left_out(summary['clean_test_left_out'])}.",
+)
 m3.metric("Redundant images in Training", summary["redundant_within_training"])
 m4.metric("Label conflicts", summary["label_conflict_groups"])
+st.caption(
+    f"Left out of the clean test set: {describe_left_out(summary['clean_test_left_out'])}. "
+    f"{summary['mirrored_near_pairs']} of the {summary['near_duplicate_pairs']} near-copy pairs "
+    "are mirror images."
+)
 per_class = pd.DataFrame(summary["per_class"]).T.rename(
     columns={"testing": "Testing", "leaked": "with a copy in Training", "clean": "clean test set"}
 )
@@ -96,7 +121,10 @@ if groups:
     else:
         pick = st.number_input(f"Group (of {len(shown)})", 1, len(shown), 1) - 1
         members = shown[pick][:8]
-        similarity = {frozenset(p[:2]): f"r32 {p[2]:.3f}, r128 {p[3]:.3f}" for p in audit.near_pairs}
+        similarity = {
+            frozenset(p[:2]): f"{'mirrored, ' if p[4] else ''}r32 {p[2]:.3f}, r128 {p[3]:.3f}"
+            for p in audit.near_pairs
+        }
         exact = {frozenset(p) for p in audit.exact_pairs}
         cols = st.columns(len(members))
         for col, m in zip(cols, members):

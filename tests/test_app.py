@@ -8,6 +8,7 @@ import shutil
 import sys
 
 import numpy as np
+import plotly.io
 import pytest
 from conftest import ROOT
 from datagen import jpeg_bytes, slice_image
@@ -85,6 +86,14 @@ def test_dataset_page_figures(app_env):
     figure = at.get("plotly_chart")[0].proto.spec
     # grouped bars per split with the counts of the generated data (Testing: 4 a class)
     assert '"Testing"' in figure and '"validation"' in figure
+    # the active run's own split, as its data.json recorded it
+    registry, run_id = app_env
+    data = registry.get(run_id).read("data.json")
+    assert any(
+        f"The split of the active run `{run_id}`" in c.value and "grouped" in c.value for c in at.caption
+    )
+    (bars,) = [t for t in plotly.io.from_json(figure).data if t.name == "validation"]
+    assert [int(t.split(" ")[0]) for t in bars.text] == list(data["counts"]["validation"].values())
     # default: 4 samples per class; an unreadable sample is shown as an error instead
     broken = [e for e in at.error if "corrupt.jpg" in e.value]
     assert len(at.image) + len(broken) == 4 * 4
@@ -111,14 +120,20 @@ def test_results_page_shows_the_run_metrics(app_env):
     run = registry.get(run_id)
     metrics = run.metrics
     at = start("pages/results.py")
-    assert by_label(at.metric, "Test accuracy").value == f"{metrics['accuracy']:.2%}"
+    low, high = metrics["intervals"]["accuracy"]
+    shown = f"{100 * metrics['accuracy']:.1f}% ({100 * low:.1f}-{100 * high:.1f})"
+    assert by_label(at.metric, "Test accuracy").value == shown
     assert by_label(at.metric, "Test images").value == str(metrics["n"])
-    assert by_label(at.metric, "Clean-set accuracy").value == f"{metrics['clean']['accuracy']:.2%}"
+    clean_low, _ = metrics["clean"]["intervals"]["accuracy"]
+    assert f"({100 * clean_low:.1f}-" in by_label(at.metric, "Clean-set accuracy").value
     comparison = at.dataframe[0].value
     assert list(comparison.index) == ["official Testing", "clean test set"]
     table = at.dataframe[1].value
     assert list(table.index) == metrics["classes"]
     assert table.loc["glioma", "support"] == metrics["per_class"]["glioma"]["support"]
+    recall_low, recall_high = metrics["intervals"]["per_class"]["glioma"]["recall"]
+    assert table.loc["glioma", "recall"].endswith(f"({recall_low:.3f}-{recall_high:.3f})")
+    assert any("95% intervals" in c.value for c in at.caption)
     spec = at.get("plotly_chart")[0].proto.spec
     assert '"heatmap"' in spec and "% of true" in spec
     labels = [t.label for t in at.tabs]
@@ -213,6 +228,11 @@ def test_compare_page_shows_differences(app_env):
     assert len(at.get("plotly_chart")) == 2
     counts = [m.value for m in at.markdown if "right only in" in m.value]
     assert sorted(c.split("**")[1] for c in counts) == ["0", "1"]
+    (paired,) = [d.value for d in at.dataframe if "verdict" in d.value.columns]
+    official = paired.loc["official Testing"]
+    assert official["verdict"] == "no detectable difference"  # one image of 16 is within the noise
+    assert official[f"right only in {run_id}"] + official["right only in tiny-twin"] == 1
+    assert float(official["McNemar p"]) == 1.0
 
 
 def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
