@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import tensorflow as tf
 
-from core.config import TrainConfig, input_size_for
+from core.config import AugmentConfig, TrainConfig, input_size_for
 from core.errors import ConfigError
 
 TF_CONFIG_HELP = (
@@ -111,7 +111,16 @@ def resolve_precision(precision: str) -> str:
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """The config with its machine-dependent choices made: the precision "auto" stands
     for here, and the input size that precision trains at when the config names none.
-    A prepared run's config.json holds these, so it re-runs the same on another machine."""
+    A prepared run's config.json holds these, so it re-runs the same on another machine,
+    and says truthfully whether its images were augmented."""
     precision = resolve_precision(config.precision)
     size = input_size_for(precision) if config.input_size is None else config.input_size
-    return replace(config, precision=precision, input_size=size)
+    return replace(config, precision=precision, input_size=size, augment=applied_augmentation(config))
+
+
+def applied_augmentation(config: TrainConfig) -> AugmentConfig:
+    """The augmentation the run really applies: the cached mode with one stored view
+    trains on each image as it is, so its config says augmentation is off."""
+    if config.mode == "cached" and config.cache_views == 1:
+        return replace(config.augment, enabled=False)
+    return config.augment

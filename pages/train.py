@@ -199,6 +199,11 @@ with st.form("train"):
     )
     aug = AugmentConfig()
     st.markdown("**Augmentation** (training images only)")
+    st.caption(
+        "Applied in end_to_end mode, and in cached mode to the stored views beyond the first. "
+        "Cached mode with one view trains on each image as it is: the run's config then records "
+        "augmentation as off."
+    )
     a1, a2, a3, a4, a5, a6 = st.columns(6)
     aug_on = a1.checkbox("On", aug.enabled)
     flip = a2.checkbox("Horizontal flip", aug.horizontal_flip)

@@ -298,3 +298,14 @@ def test_a_config_without_an_input_size_trains_at_the_size_its_arithmetic_afford
     assert here.precision == resolve_precision("auto") and here.input_size == input_size_for(here.precision)
     # A size the user names is kept, whatever the arithmetic.
     assert resolve_config(replace(blank, input_size=128, precision="mixed_bfloat16")).input_size == 128
+
+
+def test_the_config_records_augmentation_only_where_it_is_applied(trained):
+    base = TrainConfig("data", weights="none")
+    assert base.augment.enabled  # what the user asked for
+    assert not resolve_config(base).augment.enabled  # cached, one view: images as they are
+    assert resolve_config(replace(base, cache_views=3)).augment.enabled
+    assert resolve_config(replace(base, mode="end_to_end")).augment.enabled
+    models, run_id = trained  # trained from the command line in cached mode with one view
+    config = json.loads((models / run_id / "config.json").read_text())
+    assert (config["mode"], config["cache_views"], config["augment"]["enabled"]) == ("cached", 1, False)
