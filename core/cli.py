@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
-    p = sub.add_parser("audit", help="duplicates, train/test leakage and the clean test set")
+    p = sub.add_parser(
+        "audit", help="duplicates, train/test leakage, the clean test set, and the shortcut score"
+    )
     p.add_argument("data", help="dataset root with Training/ and Testing/")
     p.add_argument("--json", action="store_true", help="the full audit (groups, pairs) as JSON")
     p = sub.add_parser(
@@ -404,6 +406,8 @@ def _write_text(path: Path, text: str) -> None:
 
 def cmd_audit(args, registry: Registry) -> int:
     from core.audit import cached_audit
+    from core.shortcut import cached_shortcut_score
+    from core.shortcut import describe as describe_shortcut
 
     index = scan_dataset(args.data)
 
@@ -411,8 +415,9 @@ def cmd_audit(args, registry: Registry) -> int:
         print(f"\rreading images {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
     audit = cached_audit(index, registry.cache_dir, progress)
+    shortcut = cached_shortcut_score(index, audit, registry.cache_dir, progress)
     if args.json:
-        print(json.dumps({"summary": audit.summary(), **audit.to_json()}))
+        print(json.dumps({"summary": audit.summary(), "shortcut": shortcut, **audit.to_json()}))
         return 0
     summary = audit.summary()
     print(
@@ -440,6 +445,7 @@ def cmd_audit(args, registry: Registry) -> int:
             f"  {name:12s} Testing {row['testing']:4d}  with a copy in Training {row['leaked']:4d}"
             f"  clean {row['clean']:4d}"
         )
+    print(describe_shortcut(shortcut))
     return 0
 
 

@@ -8,8 +8,17 @@ import streamlit as st
 
 from core.audit import describe_left_out
 from core.errors import PipelineError
+from core.intervals import format_interval
+from core.shortcut import describe as describe_shortcut
 from pages import charts
-from pages.shared import active_run, dataset_audit, image_properties, require_dataset, thumbnail
+from pages.shared import (
+    active_run,
+    dataset_audit,
+    image_properties,
+    require_dataset,
+    shortcut_score,
+    thumbnail,
+)
 
 st.title("Dataset")
 index = require_dataset()
@@ -151,6 +160,22 @@ st.markdown(
     "If image size, colour mode or file format differ between classes, a model can learn "
     "those instead of anatomy. Everything is converted to RGB and resized before training, "
     "but borders and resolution can still give the class away."
+)
+shortcut = shortcut_score(index)
+cv = shortcut["cross_validated"]
+s1, s2 = st.columns([1, 3])
+s1.metric(
+    "Without looking at the brain",
+    format_interval(cv["accuracy"], cv["interval"]),
+    help="Accuracy of a random forest given only image size, colour mode, format, file size and "
+    "border/background statistics, cross-validated over Training with copy groups kept together.",
+)
+s2.markdown(describe_shortcut(shortcut))
+s2.caption(
+    "The properties it leans on most: "
+    + ", ".join(f"{f['feature']} ({f['importance']:.2f})" for f in shortcut["top_features"])
+    + ". A model that reaches 98% on this dataset may partly recognise where an image came from; "
+    "the Results page's *Beyond this dataset* shows how it does on scans from elsewhere."
 )
 props = image_properties(str(index.root))
 summary = props.groupby("class").agg(

@@ -137,6 +137,20 @@ def dataset_audit(index: DatasetIndex):
     return _stored_audit(str(index.root), _folder_stamp(str(index.root)), str(cache_root))
 
 
+@st.cache_data(max_entries=4, show_spinner="Measuring what the image properties alone give away ...")
+def _shortcut(root: str, stamp: tuple, cache_root: str) -> dict:
+    from core.audit import cached_audit
+    from core.shortcut import cached_shortcut_score
+
+    index = scan_dataset(root)
+    return cached_shortcut_score(index, cached_audit(index, Path(cache_root)), Path(cache_root))
+
+
+def shortcut_score(index: DatasetIndex) -> dict:
+    """The shortcut score (core.shortcut) of this dataset, computed once per dataset."""
+    return _shortcut(str(index.root), _folder_stamp(str(index.root)), str(registry().cache_dir))
+
+
 @st.cache_resource(show_spinner=False)
 def settle_tensorflow() -> bool:
     """Import TensorFlow once per process and keep its objects out of garbage collection.

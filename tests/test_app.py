@@ -106,6 +106,12 @@ def test_dataset_page_figures(app_env):
     # The audit: no leakage in the generated data, and the awkward copies of one image
     # (PNG named .jpg, gray, RGBA, palette, 16-bit) form one group in Training.
     assert by_label(at.metric, "Testing images with a copy in Training").value == "0"
+    (stored,) = (registry.cache_dir / "shortcut").glob("*.json")  # what the page computed
+    cv = json.loads(stored.read_text())["cross_validated"]
+    assert by_label(at.metric, "Without looking at the brain").value.startswith(
+        f"{100 * cv['accuracy']:.1f}%"
+    )
+    assert any("What a model gets without looking at the brain" in m.value for m in at.markdown)
     assert by_label(at.metric, "Clean test set").value == "16 of 16"
     assert int(by_label(at.metric, "Redundant images in Training").value) == 4
     by_label(at.radio, "Show").set_value("all copy groups").run()
