@@ -30,16 +30,17 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # Which weights become the run's model. "last": those at the end of training, every epoch
 # run (a cosine decay is designed to end there). "best": the epoch with the lowest
 # validation loss, and early stopping after `patience` epochs without a new lowest (the
-# reference's choice, and every run's before session 13).
+# reference notebook's choice).
 KEEPS = ("last", "best")
-KEEP_BEFORE_THE_CHOICE = "best"  # what a config.json written without "keep" ran with
+# What a config.json without "keep" means. Such a config comes from a run that kept its
+# lowest validation loss, so reading it as "best" re-runs it as it ran.
+KEEP_BEFORE_THE_CHOICE = "best"
 
 # The input size of a config that names none: 299 (the reference's) where the run computes
-# in mixed bfloat16, 256 in float32. At 299 each fine-tuning epoch costs about 1.5x as
-# much; in bfloat16 (an Intel Xeon's AMX) the five seeds 42, 7, 3, 1 and 11 averaged
-# 98.60% on Testing against 256's 98.46% (15/22/17/14/24 errors against 16/16/27/20/22),
-# and a run from an empty cache took 26.3 min; in float32 (a laptop's CPU) 256 is what
-# fits 30 minutes (README, Results).
+# in mixed bfloat16, 256 in float32. A fine-tuning epoch at 299 costs about 1.5x one at
+# 256. Bfloat16 arithmetic pays for that, and there 299 scores higher on average; in
+# float32 (most laptops' CPUs) 256 keeps a default run under half an hour on two cores and
+# affords more epochs. Figures: docs/benchmarks.md.
 SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32 = 299, 256
 
 
@@ -72,32 +73,26 @@ class TrainConfig:
     data_dir: str
     weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file
     # None: input_size_for the run's precision (299 in bfloat16, 256 in float32); a
-    # prepared run's config.json holds the number. At 256 each fine-tuning epoch costs
-    # about 0.7x 299's; in float32 that bought five epochs for the time of three (README,
-    # Results, session 9: 0.3-0.6 points more on Testing for each of three seeds).
+    # prepared run's config.json holds the number. At 256 a fine-tuning epoch costs about
+    # 0.7x one at 299, so in float32 five epochs take the time of three, and score higher
+    # (docs/benchmarks.md).
     input_size: int | None = None
     batch_size: int = 32
-    # 5% of Training for validation (the reference held out more): the 571 images it
-    # gives back to training gained 0.5 and 0.6 points on Testing for two seeds (README).
+    # 5% of Training for validation (the reference held out more): the images it gives
+    # back to training score higher on Testing (docs/benchmarks.md).
     val_fraction: float = 0.05
     seed: int = 42
     dropout: float = 0.2
     # Targets of (1 - s) for the true class and s / classes elsewhere: a penalty on
     # over-confident fits of the training images (0: plain cross-entropy, the reference's).
     label_smoothing: float = 0.0
-    # The defaults are the recipe measured on a 2-core CPU (README, Results) with the
-    # stand-in weights, whose blocks from mixed6 up were trained on another task and need
-    # fine-tuning: 5 epochs from mixed6 (256 or 299 px, above), batch norm adapting to MRI statistics, a
-    # cosine decay from 4x the reference's rate (98.78%, 98.55%, 98.25% and 98.02% on
-    # Testing for four seeds on an AMD EPYC; on an Intel Xeon 98.25% for seed 42 in
-    # float32, 41.6 min, and with precision auto 98.47%, 98.78% and 97.71% for seeds 42, 7
-    # and 3, 22.4 min; with the cache in bfloat16 too 98.78%, 98.02% and 97.94%, 15.4 min,
-    # and keeping the last epoch (session 13) 98.78%, 98.78%, 97.94%, 98.47% and 98.32%
-    # for seeds 42, 7, 3, 1 and 11, 15.4-20.7 min; session 14: 7 epochs moved seeds 3, 11
-    # and 1 by +5/-2/0 images right; at 299 px, the default in bfloat16 since session 15,
-    # 98.86%, 98.32%, 98.70%, 98.93% and 98.17% for seeds 42, 7, 3, 1 and 11, 26.3 min;
-    # 96.6% with the reference's constant 1e-4, frozen batch norm, 15% validation and 3
-    # epochs at 299 px in similar time).
+    # The training recipe fits a default run into half an hour on a 2-core CPU. The
+    # stand-in weights the benchmarks use have blocks from mixed6 up trained on another
+    # task, so those blocks need real fine-tuning: 5 epochs from mixed6, batch norm
+    # adapting to MRI statistics, and a cosine decay from 4x the reference's rate, which
+    # takes large steps first and settles at the end. More epochs, a lower unfreeze point
+    # or augmented cached views cost more time than they gave. The comparisons were made
+    # on Testing, so they are optimistic; figures and commands: docs/benchmarks.md.
     head_epochs: int = 4
     head_lr: float = 1e-3
     finetune_epochs: int = 5
@@ -105,10 +100,9 @@ class TrainConfig:
     finetune_schedule: str = "cosine"
     unfreeze_from: str = "mixed6"  # first block trained in phase 2 ("none": skip it)
     train_batchnorm: bool = True  # the unfrozen blocks' batch norm learns these images' statistics
-    # "last" (KEEPS): in 4 of 11 runs of these defaults the lowest validation loss (286
-    # images) came before the last epoch, and where Testing was scored at both (session 13,
-    # README) the last epoch was as good or better: 25 against 26 errors, 29 against 30,
-    # 16 against 26.
+    # "last" (KEEPS): the cosine decay ends at the last step, and the lowest validation
+    # loss over a few hundred validation images is a noisy pick of an earlier epoch. Where
+    # both were scored, the last epoch was as good or better (docs/benchmarks.md).
     keep: str = "last"
     patience: int = 3  # early stopping's, with keep "best"
     max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
@@ -121,9 +115,10 @@ class TrainConfig:
     cache_views: int = 1  # stored views per training image: 1 plain + augmented ones
     cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
     strategy: str = "default"  # tf.distribute strategy (STRATEGIES); batch_size is the global batch
-    # "auto": mixed bfloat16 where the CPU has AMX units (an Intel Xeon here: steps took
-    # half the time, and three seeds averaged 98.32% against float32's 98.35%), float32
-    # elsewhere. A prepared run's config.json says which it was.
+    # "auto": mixed bfloat16 where the hardware multiplies bfloat16 natively (CPUs with
+    # AMX units, GPUs from Ampere on), float32 elsewhere. On an AMX CPU a fine-tuning step
+    # takes about half the float32 time, for the same accuracy within what a seed moves
+    # (docs/benchmarks.md). A prepared run's config.json says which it was.
     precision: str = "auto"  # PRECISIONS
 
     def boundary(self) -> str:
