@@ -1,7 +1,7 @@
 """Benchmark: a complete run with the default configuration from an empty cache, then a
 second run that reuses the cache.
 
-    .venv/bin/python bench/defaults_bench.py                 # ~36 min on a 2-core CPU
+    .venv/bin/python bench/defaults_bench.py                 # about half an hour on 2 cores
     .venv/bin/python bench/defaults_bench.py --second-only   # the second run again
 
 Run 1 is what a user gets from `python -m core train DATA` (or Start on the Train page
@@ -32,10 +32,9 @@ from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.train import prepare_run, train_run  # noqa: E402
 
-# Run 2: fine-tune only mixed8-mixed10, at half the default rate, for two epochs. At 299
-# px with 5% validation that would have taken about 10.2 min, so session 7 moved it up to
-# mixed9 (7.5 min); at 256 px (the default in float32), mixed8's blocks cost about 0.65x as
-# much, and at 299 px in mixed bfloat16 (the default there) it took 7.1 min (session 15).
+# Run 2: fine-tune only mixed8-mixed10, at half the default rate, for two epochs: a
+# user's typical second experiment, cheap because its cache derives from run 1's
+# (docs/benchmarks.md has its time on each machine).
 SECOND = {"unfreeze_from": "mixed8", "finetune_lr": 2e-4, "finetune_epochs": 2}
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the end-to-end path's training and prediction speed on an accelerator.
 
-    KERAS_BACKEND=jax python3 bench/gpu_bench.py      # the README's GPU row
+    KERAS_BACKEND=jax python3 bench/gpu_bench.py      # docs/benchmarks.md's GPU row
     .venv/bin/python bench/gpu_bench.py --quick       # a dry run here (tiny, CPU)
 
 The end-to-end path decodes and augments images in its input pipeline and trains the

@@ -1,7 +1,7 @@
 """Benchmark: seconds per fine-tuning step of the cached path, under TensorFlow settings.
 
     .venv/bin/python bench/step_bench.py                    # ~8 min on a 2-core CPU
-    .venv/bin/python bench/step_bench.py --batch-sizes 32,16,8   # today's settings only
+    .venv/bin/python bench/step_bench.py --batch-sizes 32,16,8   # the default settings only
     .venv/bin/python bench/step_bench.py --batch-sizes 32 --input-sizes 299,256
     .venv/bin/python bench/step_bench.py --batch-sizes 32 --policies float32,mixed_bfloat16
 
@@ -9,7 +9,7 @@ The fine-tuning epoch of the cached mode is the largest part of a run: the block
 the boundary (default mixed6-mixed10, from cached mixed5 activations) forward and
 backward, batch 32. This times one such step in a fresh process per setting: oneDNN
 optimisations off/on (TF_ENABLE_ONEDNN_OPTS), XLA compilation (jit_compile) off/on,
-batch norm frozen/training; or, with --batch-sizes, today's settings (oneDNN on, batch
+batch norm frozen/training; or, with --batch-sizes, the default settings (oneDNN on, batch
 norm training) at each batch size, input size and Keras dtype policy (mixed_bfloat16:
 bfloat16 arithmetic, float32 weights; CPUs with AMX or AVX-512 bfloat16 units may run it
 faster, others slower), since images per second, not steps, is what an epoch costs.
@@ -34,7 +34,7 @@ from bench.common import ROOT, machine, standin_weights  # noqa: E402
 from core.config import input_size_for  # noqa: E402
 
 STEPS = 8
-EPOCH = 5426  # training images of a run with today's 5% validation
+EPOCH = 5426  # training images of a run with the default 5% validation
 
 ONE_SETTING = """
 import json, sys, time

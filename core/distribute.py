@@ -75,7 +75,7 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
 
 def has_bfloat16_units() -> bool:
     """Whether this machine's CPU multiplies bfloat16 in hardware (AMX): there mixed
-    bfloat16 fine-tuning steps took about half the float32 time (README, Results); elsewhere
+    bfloat16 fine-tuning steps took about half the float32 time (docs/benchmarks.md); elsewhere
     TensorFlow emulates it and it is slower."""
     try:
         with open("/proc/cpuinfo") as handle:

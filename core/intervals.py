@@ -55,6 +55,7 @@ def figures_from_confusion(cm: np.ndarray, labels: list[int]) -> dict[str, np.nd
     return {
         "accuracy": ratio(tp.sum(axis=-1), n),
         "macro_f1": f1[..., labels].mean(axis=-1),
+        "macro_recall": recall[..., labels].mean(axis=-1),  # balanced accuracy
         "precision": precision,
         "recall": recall,
         "specificity": specificity,
@@ -94,7 +95,7 @@ def bootstrap_intervals(
         "level": level,
     }
     if len(y_true) == 0:
-        return {**method, "accuracy": None, "macro_f1": None, "per_class": {}}
+        return {**method, "accuracy": None, "macro_f1": None, "macro_recall": None, "per_class": {}}
     present = sorted(int(c) for c in np.unique(y_true))
     index = stratified_resamples(y_true, resamples, seed)
     figures = figures_from_confusion(confusion_matrices(y_true, y_pred, len(classes), index), present)
@@ -114,6 +115,7 @@ def bootstrap_intervals(
         **method,
         "accuracy": interval(figures["accuracy"]),
         "macro_f1": interval(figures["macro_f1"]),
+        "macro_recall": interval(figures["macro_recall"]),
         "per_class": per_class,
     }
 

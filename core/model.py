@@ -96,7 +96,7 @@ def set_trainable(model: keras.Model, unfreeze_from: str, train_batchnorm: bool 
     A frozen BatchNormalization layer runs in inference mode in Keras 3. With
     `train_batchnorm`, those of the unfrozen blocks train (and update their statistics
     on these images): on this dataset with the stand-in weights, whose upper blocks were
-    trained on other images, that gained about a point (README, Results).
+    trained on other images, that gained about a point (docs/benchmarks.md).
     """
     start = _first_trainable_index(model, unfreeze_from)
     count = 0

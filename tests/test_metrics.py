@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import classification_report, confusion_matrix, f1_score
+from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
 from core.evaluate import Predictions, compute_metrics
 from core.intervals import (
@@ -45,6 +45,7 @@ def test_agrees_with_sklearn_report_and_handles_absent_classes():
     # Macro-F1 over the classes the set holds: z has no image, so no recall to average.
     assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro"))
     assert "z" not in m["intervals"]["per_class"]
+    assert m["macro_recall"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
     assert m["weighted_f1"] == pytest.approx(report["weighted avg"]["f1-score"])
     assert np.array(m["confusion_matrix"]).sum() == 200
 
