@@ -66,6 +66,19 @@ class Interpretation:
         idx = np.nonzero((self.y_true == t) & (self.y_pred == p))[0]
         return sorted(idx.tolist(), key=lambda i: -self.probs[i, p])
 
+    def most_confused(self, min_count: int = 1) -> list[tuple[str, str, int]]:
+        """Off-diagonal confusion cells as (true, predicted, count), largest first, those
+        below `min_count` left out (fastai's most_confused); ties keep class order."""
+        k = len(self.classes)
+        cm = np.bincount(self.y_true * k + self.y_pred, minlength=k * k).reshape(k, k)
+        cells = [
+            (self.classes[t], self.classes[p], int(cm[t, p]))
+            for t in range(k)
+            for p in range(k)
+            if t != p and cm[t, p] >= min_count
+        ]
+        return sorted(cells, key=lambda cell: -cell[2])
+
     def top_losses(self, k: int = 12, wrong: bool = True) -> list[int]:
         """Most confidently wrong images (wrong=True), or the correct ones the model was
         least sure of (wrong=False), highest loss first."""

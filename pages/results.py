@@ -1,9 +1,12 @@
 """Results page: test figures (official and clean), curves, calibration, the images the
 model gets wrong (by confusion cell and by loss), and exports."""
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
+from core.card import card_html, card_markdown
 from core.config import KEEP_BEFORE_THE_CHOICE
 from core.errors import PipelineError
 from core.interpret import Interpretation, apply_temperature
@@ -60,7 +63,7 @@ if run.config.get("kind") == "ensemble":
         f"`{m}` ({w:.2f})" for m, w in zip(run.config["members"], run.config["member_weights"])
     )
     st.caption(f"Ensemble of {members}: the weighted mean of their probabilities.")
-kept_epoch = run.read("meta.json", {}).get("kept_epoch")  # runs before session 13 lack it
+kept_epoch = run.read("meta.json", {}).get("kept_epoch")  # older runs lack it
 if kept_epoch and run.history:
     rule = (
         "the lowest validation loss"
@@ -225,6 +228,16 @@ with export:
     st.caption(
         "The report embeds its charts (plotly) and opens offline; use the browser's print "
         "for PDF or the chart's camera icon for a PNG of the confusion matrix."
+    )
+    # Callables: the card (audit, thumbnails) is assembled on click, not on every rerun.
+    st.download_button(
+        "Model card (Markdown)", partial(card_markdown, run), f"{run.id}-model-card.md", "text/markdown"
+    )
+    st.download_button("Model card (HTML)", partial(card_html, run), f"{run.id}-model-card.html", "text/html")
+    st.caption(
+        "The model card: intended use (not a diagnostic device), data and audit, recipe, figures "
+        "with 95% intervals, calibration, the most confused pairs and the limits; "
+        f"also `python -m core card {run.id}`."
     )
 
 with st.expander("Delete this run"):

@@ -156,7 +156,7 @@ def test_results_page_shows_the_run_metrics(app_env):
     assert "ROC, one vs rest" in specs and "Precision-recall" in specs and "perfect" in specs
     wrong = sum(r["correct"] == "0" for r in run.predictions())
     assert any(f"{wrong} image(s), misclassified" in c.value for c in at.caption)
-    assert len(at.get("download_button")) == 3
+    assert len(at.get("download_button")) == 5  # metrics, mistakes, report, model card twice
     kept, epochs = run.read("meta.json")["kept_epoch"], len(run.history)
     assert any(f"weights of epoch {kept} of {epochs}: the last" in c.value for c in at.caption)
     assert '"text":"model"' in specs.replace(" ", "")  # the kept epoch marked on the curves
