@@ -71,7 +71,8 @@ def main() -> int:
     figures(f"external: {external['name']}", external)
     print(
         f"{'':34s} macro recall {format_interval(external['macro_recall'], ci['macro_recall'])}"
-        f"  (chance {external['chance']:.0%} with {len(run.classes)} answers; "
+        f"  (chance {external['chance']:.0%} with {len(run.classes)} answers, "
+        f"{external['majority_share']:.0%} always answering the set's largest class; "
         f"{time.monotonic() - start:.0f} s)"
     )
     for name, row in external["per_class"].items():

@@ -167,6 +167,9 @@ def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) 
         run=run.id,
         evaluated=now_iso(),
         chance=1 / len(classes),
+        # Always answering the set's largest class: the score a model with no skill can
+        # reach when the set's classes are unbalanced.
+        majority_share=max(row["support"] for row in metrics["per_class"].values()) / max(metrics["n"], 1),
         missing_classes=[c for c in classes if not metrics["per_class"][c]["support"]],
         fingerprint={key: digest[key] for key in ("sha256", "counts")},
         skipped=predictions.skipped,

@@ -100,6 +100,7 @@ def test_class_folders_with_sequences(registry, model, tmp_path):
         "pituitary": 0,
     }
     assert m["root"] == str(root.resolve()) and m["name"] == "radio" and m["chance"] == 0.25
+    assert m["majority_share"] == 5 / 15  # always answering glioma (5 readable of 15)
 
     seq = m["sequences"]
     assert seq["unmatched"] == 0
