@@ -33,7 +33,7 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
         y_true, y_pred, labels=labels, zero_division=0
     )
     cm = confusion_matrix(y_true, y_pred, labels=labels)
-    specificity = figures_from_confusion(cm, present)["specificity"]
+    figures = figures_from_confusion(cm, present)
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
@@ -41,11 +41,14 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
         if present
         else 0.0,
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        # The mean recall over the classes the set holds (balanced accuracy): an external
+        # set's class shares differ from Kaggle's, and this figure does not depend on them.
+        "macro_recall": float(figures["macro_recall"]),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
                 "recall": float(recall[i]),
-                "specificity": float(specificity[i]),
+                "specificity": float(figures["specificity"][i]),
                 "f1": float(f1[i]),
                 "support": int(support[i]),
             }
@@ -176,6 +179,7 @@ def calibrate(
         after = apply_temperature(p.probabilities, temperature)
         return {
             "n": len(p.y_true),
+            "errors": int((p.y_pred != p.y_true).sum()),
             "ece_before": expected_calibration_error(p.probabilities, p.y_true),
             "ece_after": expected_calibration_error(after, p.y_true),
             "nll_before": _nll(p.probabilities, p.y_true),
