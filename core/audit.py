@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from core.dataset import DatasetIndex, file_digest
 from core.errors import ImageDecodeError
@@ -194,20 +196,16 @@ def _znorm(values: np.ndarray) -> np.ndarray:
 
 
 def _components(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j in pairs:
-        parent[find(i)] = find(j)
+    """Copy groups: the connected components (two or more members) of the copy pairs."""
+    if not pairs:
+        return []
+    rows, cols = np.array(pairs, dtype=int).T
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
     members: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        members[find(i)].append(i)
-    return [sorted(g) for g in members.values() if len(g) > 1]
+    for i, c in enumerate(component):
+        members[int(c)].append(i)
+    return [g for g in members.values() if len(g) > 1]
 
 
 def run_audit(index: DatasetIndex, progress: Progress | None = None, chunk: int = 512) -> Audit:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from sklearn.metrics import auc, precision_recall_curve, roc_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from core.intervals import paired_difference
 
@@ -97,20 +97,28 @@ class Interpretation:
     # -- curves ----------------------------------------------------------------------------
     def roc(self) -> dict[str, dict]:
         """One-vs-rest ROC curve and AUC per class (classes absent from y_true skipped)."""
-        return self._curves(lambda y, score: roc_curve(y, score)[:2], ("fpr", "tpr"))
+        return self._curves(lambda y, score: roc_curve(y, score)[:2], roc_auc_score, ("fpr", "tpr"))
 
     def precision_recall(self) -> dict[str, dict]:
-        """One-vs-rest precision-recall curve and its area per class."""
-        return self._curves(lambda y, score: precision_recall_curve(y, score)[1::-1], ("recall", "precision"))
+        """One-vs-rest precision-recall curve and its area (average precision) per class."""
+        return self._curves(
+            lambda y, score: precision_recall_curve(y, score)[1::-1],
+            average_precision_score,
+            ("recall", "precision"),
+        )
 
-    def _curves(self, curve, names: tuple[str, str]) -> dict[str, dict]:
+    def _curves(self, curve, area, names: tuple[str, str]) -> dict[str, dict]:
         out = {}
         for i, name in enumerate(self.classes):
             positives = self.y_true == i
             if positives.all() or not positives.any():
                 continue
             x, y = curve(positives, self.probs[:, i])
-            out[name] = {names[0]: x.tolist(), names[1]: y.tolist(), "auc": float(auc(x, y))}
+            out[name] = {
+                names[0]: x.tolist(),
+                names[1]: y.tolist(),
+                "auc": float(area(positives, self.probs[:, i])),
+            }
         return out
 
 

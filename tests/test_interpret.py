@@ -55,6 +55,11 @@ def test_roc_and_pr_auc():
     assert roc["c"]["auc"] == 1.0
     assert i.precision_recall()["c"]["auc"] == pytest.approx(1.0)
     assert set(interp([[0.5, 0.5, 0.0]] * 2, [0, 0]).roc()) == set()  # one class only: no curve
+    # By hand for class a: scores 0.9 (a), 0.6, 0.3, 0.2 (a) -> precision 1 at the first
+    # positive and 2/4 at the second: average precision 0.75; 2 of 4 pairs ranked right.
+    hand = interp([[0.9, 0.1, 0], [0.2, 0.8, 0], [0.6, 0.4, 0], [0.3, 0.7, 0]], [0, 0, 1, 1])
+    assert hand.precision_recall()["a"]["auc"] == pytest.approx(0.75)
+    assert hand.roc()["a"]["auc"] == pytest.approx(0.5)
 
 
 def test_top_losses_and_cells():
