@@ -1,12 +1,17 @@
 # Two commands do all set-up on a fresh machine:
 #   make app    install, then start the app on http://localhost:8501
 #   make test   install (test tools and Debian's chromium included), then run the tests
+# For editing the app's code:
+#   make dev    the app with file watching on: saving a source file reruns open sessions
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# The one command line that serves the app (bench/common.py's app_command is the same,
+# which tests/test_browser.py checks); every other setting is in .streamlit/config.toml.
+SERVE  := $(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
 
-.PHONY: app test lint install install-dev browser
+.PHONY: app dev test lint install install-dev browser
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +34,13 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"; }
 
 app: install
-	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+	$(SERVE)
+
+# Polling stats only the app's own source files; the watchdog watcher would watch the
+# whole project folder recursively, .venv included.
+dev: install
+	@echo "Development server: file watching on (polling the app's source files, rerun on save)"
+	$(SERVE) --server.fileWatcherType poll --server.runOnSave true
 
 test: install-dev browser
 	$(PY) -m ruff check .

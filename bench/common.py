@@ -75,18 +75,23 @@ def print_metrics(metrics: dict) -> None:
         print(f"  {name:12s} {row}")
 
 
+def app_command(port: int) -> list[str]:
+    """The command line that serves the app: `make app` runs the same one (a test checks
+    that they agree), and every other server setting (headless, no file watching, upload
+    limit) comes from .streamlit/config.toml, so all of them serve the same app."""
+    return [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
+
+
 def start_app(env: dict[str, str], log: Path, timeout_s: float = 60) -> tuple[subprocess.Popen, str, float]:
-    """Start the app's server on a free port (what `make app` runs, headless); return the
-    process, its URL and the seconds until its health check answered. The browser tests
-    and bench/app_bench.py both start it this way."""
+    """Start the app's server on a free port with app_command, as `make app` does; return
+    the process, its URL and the seconds until its health check answered. The browser
+    tests and bench/app_bench.py both start it this way."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    command += ["--server.headless", "true", "--server.fileWatcherType", "none"]
     start = time.monotonic()
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(app_command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     while True:
         try:

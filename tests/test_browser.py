@@ -1,14 +1,17 @@
-"""One real browser session: the real server, headless Debian chromium driven by Playwright.
+"""Real browser sessions: the real server, headless Debian chromium driven by Playwright.
 
 Opens every page, uploads a scan on Classify and checks that the prediction and the
 overlay appear, and saves a screenshot of each page (tests/artifacts/ by default, or
-$SCREENSHOT_DIR; the README's screenshots come from here).
+$SCREENSHOT_DIR; the README's screenshots come from here). Opens many sessions at once
+on a cold server, and checks that `make app` and these tests serve the app the same way.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +19,18 @@ import pytest
 from conftest import ROOT
 from datagen import slice_image
 
-from bench.common import CHROMIUM_FLAGS, start_app
+from bench.common import CHROMIUM_FLAGS, app_command, start_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason="Debian's chromium is not installed (make test installs it with apt-get; this machine could not)",
 )
+# The app's navigation, in its order, and the labels of Streamlit's automatic page list
+# that a folder of page files named pages/ would produce instead.
+NAVIGATION = ["Dataset", "Train", "Results", "Classify", "Compare runs"]
+AUTOMATIC_PAGE_LIST = ["streamlit app", "shared", "charts"]
+NAV_LABELS = "[data-testid='stSidebarNavLink'] [data-testid='stMarkdownContainer']"
 
 
 @pytest.fixture
@@ -41,6 +49,7 @@ def server(tmp_path, dataset, trained):
     process.wait(timeout=20)
 
 
+@needs_chromium
 def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -56,7 +65,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
         expect.set_options(timeout=120_000)  # first loads import TensorFlow on 2 cores
 
         # A deep link as a fresh server's first request still runs through the app's
-        # navigation and sidebar (pages/__init__.py), not the page file alone.
+        # navigation and sidebar, not the page file alone.
         page.goto(f"{server}/results")
         expect(page.get_by_role("heading", name="Results")).to_be_visible()
         expect(page.locator("[data-testid='stSidebar']").get_by_text("Dataset folder")).to_be_visible()
@@ -99,6 +108,7 @@ def test_every_page_and_classify_in_a_real_browser(server, tmp_path):
         browser.close()
 
 
+@needs_chromium
 def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
     """A bounded load: several browser sessions upload at once to the same server."""
     import psutil
@@ -139,3 +149,75 @@ def test_concurrent_sessions_each_get_their_answer(server, tmp_path):
     # Bounded: the server with its model and visualisers stays within the product's 2 GB
     # budget after two rounds of concurrent sessions (sessions share one loaded model).
     assert max(rss_after, rss_again) < 2 * 2**30, (rss_before, rss_after, rss_again)
+
+
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches the process holds (each watched folder is one)."""
+    watches = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == "anon_inode:inotify":
+                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                watches += sum(line.startswith("inotify wd:") for line in info.splitlines())
+        except OSError:  # a descriptor closed while we looked
+            pass
+    return watches
+
+
+@pytest.fixture
+def cold_server(tmp_path, dataset):
+    """A server that no browser has reached yet, started as `make app` starts it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    env = {**os.environ, "BTMRI_DATA": str(dataset), "BTMRI_MODELS": str(models)}
+    try:
+        process, url, _ = start_app(env, tmp_path / "server.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield process, url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@needs_chromium
+def test_a_cold_server_gives_every_concurrent_session_the_apps_navigation(cold_server):
+    """Sessions that all arrive before the server's first script run has finished, on
+    different pages, each get the app: its navigation, its sidebar, the page asked for."""
+    from playwright.sync_api import expect, sync_playwright
+
+    process, url = cold_server
+    links = {"classify": "Classify", "results": "Results", "train": "Train", "compare": "Compare runs"}
+    links |= {"dataset": "Dataset", "": "Dataset"}  # the root serves the default page
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        expect.set_options(timeout=180_000)  # the first runs import TensorFlow on 2 cores
+        pages = {}
+        for path in links:  # no load is awaited, so every session opens within a second or two
+            pages[path] = browser.new_context().new_page()
+            pages[path].goto(f"{url}/{path}", wait_until="commit")
+        for path, title in links.items():
+            sidebar = pages[path].locator("[data-testid='stSidebar']")
+            current = sidebar.locator("[data-testid='stSidebarNavLink'][aria-current='page']")
+            expect(current.locator("[data-testid='stMarkdownContainer']")).to_have_text(title)
+            labels = sidebar.locator(NAV_LABELS).all_inner_texts()
+            assert [label for label in labels if label in NAVIGATION] == NAVIGATION, (path, labels)
+            assert not set(labels) & set(AUTOMATIC_PAGE_LIST), (path, labels)
+            expect(sidebar.get_by_text("Dataset folder")).to_be_visible()
+            expect(pages[path].get_by_role("heading", name=title)).to_be_visible()
+        # Served with .streamlit/config.toml as `make app` serves it: the open sessions
+        # watch no file (a session drops its watches when it closes, so count now).
+        assert inotify_watches(process.pid) == 0
+        browser.close()
+
+
+def test_make_app_serves_the_app_as_the_tests_and_benchmarks_do():
+    """`make app` runs app_command's command line (start_app's, for the browser tests and
+    bench/app_bench.py), so every server setting comes from .streamlit/config.toml."""
+    recipe = subprocess.run(
+        ["make", "--dry-run", "--old-file=.venv/.installed", "app", "PORT=8765", "PY=PYTHON"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shlex.split(recipe) == ["PYTHON", *app_command(8765)[1:]], recipe
