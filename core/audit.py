@@ -33,7 +33,7 @@ from scipy.sparse.csgraph import connected_components
 from core.dataset import DatasetIndex, file_digest
 from core.errors import ImageDecodeError
 from core.images import decode
-from core.registry import atomic_write_json, read_json
+from core.io import atomic_write_json, read_json
 
 COARSE, FINE = 32, 128
 COARSE_MIN, FINE_MIN = 0.99, 0.97

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
@@ -36,6 +35,7 @@ from core.dataset import Sample, file_digest
 from core.distribute import resolve_config
 from core.errors import ImageDecodeError
 from core.images import load_rgb
+from core.io import atomic_path
 from core.model import computing_in
 from core.pipeline import SkippedFiles
 
@@ -275,7 +275,6 @@ class ActivationCache:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as handle:
+    # The suffix lets a later build find what a killed one left (see the stale clean-up).
+    with atomic_path(path, suffix=".npy.tmp") as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
-    os.replace(tmp, path)

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import PipelineError
-from core.registry import Registry, read_json
+from core.io import read_json
+from core.registry import Registry
 
 # cache_key's form: the audit's folder and anything else under .cache are not activations.
 KEY = re.compile(r"^[0-9a-f]{24}$")

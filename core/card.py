@@ -25,7 +25,8 @@ from core.errors import PipelineError
 from core.images import decode
 from core.interpret import Interpretation
 from core.intervals import format_interval
-from core.registry import Run, atomic_write_bytes, read_json
+from core.io import atomic_write_bytes, read_json
+from core.registry import Run
 
 NOT_A_DEVICE = (
     "Not a diagnostic device: a research and teaching model. It must not be used to diagnose, "

@@ -32,8 +32,9 @@ from core.errors import DatasetError, ImageDecodeError
 from core.evaluate import Predictions, compute_metrics, predict_samples
 from core.images import load_rgb
 from core.intervals import bootstrap_intervals
+from core.io import atomic_write_bytes, read_json
 from core.model import load_model
-from core.registry import Run, atomic_write_bytes, now_iso, read_json
+from core.registry import Run, now_iso
 
 FOLDER = "external"
 SEQUENCES = "sequences.csv"

@@ -147,15 +147,12 @@ def save_model(model: keras.Model, path: Path) -> None:
     """Write the model beside `path`, then rename: a crash or a full disk mid-write
     leaves the previous file whole. The file computes in float32 whatever precision the
     model trains in, so inference and Grad-CAM are the same for every run."""
-    import os
+    from core.io import atomic_path
 
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
-        with computing_in(model, "float32"):
+        with atomic_path(path, suffix=".keras") as tmp, computing_in(model, "float32"):
             model.save(tmp)
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PipelineError(
             f"cannot save the model to {path.parent}: {exc.strerror or exc} "
             "(free some disk space; the previous checkpoint, if any, is kept)"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from core.registry import read_json
+from core.io import read_json
 
 
 def clock(seconds: float) -> str:

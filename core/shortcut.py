@@ -24,7 +24,7 @@ from core.dataset import DatasetIndex, Sample
 from core.errors import ImageDecodeError
 from core.images import decode, read_header
 from core.intervals import bootstrap_intervals
-from core.registry import atomic_write_json, read_json
+from core.io import atomic_write_json, read_json
 
 MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F")
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP")

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from core.errors import RunNotFoundError, TrainingBusyError
-from core.registry import Registry, atomic_write_bytes, atomic_write_json, validate_run_id, wait_for
+from core.io import atomic_write_bytes, atomic_write_json
+from core.registry import Registry, validate_run_id, wait_for
 
 
 @pytest.mark.parametrize("bad", ["", "../etc", "a/b", ".hidden", "x" * 200, "a..b", "/abs"])
