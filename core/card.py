@@ -22,10 +22,11 @@ from core.audit import cached_audit, describe_left_out
 from core.config import FLAG_BELOW, KEEP_BEFORE_THE_CHOICE
 from core.dataset import DatasetIndex, scan_dataset
 from core.errors import PipelineError
+from core.external import external_entries
 from core.images import decode
 from core.interpret import Interpretation
 from core.intervals import format_interval
-from core.io import atomic_write_bytes, read_json
+from core.io import atomic_write_bytes
 from core.registry import Run
 
 NOT_A_DEVICE = (
@@ -161,21 +162,6 @@ def _dataset(run: Run) -> tuple[DatasetIndex | None, str | None, dict | None]:
         return index, None, cached_audit(index, run.cache_dir).summary()
     except (PipelineError, OSError) as exc:  # OSError: an audit cache that cannot be written
         return None, str(exc), None
-
-
-def external_entries(run: Run) -> list[dict]:
-    """The run's external entries (external/<slug>/metrics.json), newest first; the same
-    as core.external.external_entries, read here because core.external loads the model code."""
-    folder = run.file("external")
-    if not folder.is_dir():
-        return []
-    entries = [
-        metrics
-        for path in folder.iterdir()
-        if path.is_dir() and not path.name.startswith(".")
-        if isinstance(metrics := read_json(path / "metrics.json"), dict)
-    ]
-    return sorted(entries, key=lambda m: str(m.get("evaluated", "")), reverse=True)
 
 
 # -- the card ---------------------------------------------------------------------------------

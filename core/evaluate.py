@@ -19,8 +19,8 @@ from core.audit import Audit, cached_audit
 from core.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
 from core.intervals import bootstrap_intervals, figures_from_confusion
-from core.model import load_model
-from core.registry import Run, atomic_write_bytes
+from core.io import atomic_write_bytes
+from core.registry import Run
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
@@ -141,7 +141,10 @@ def evaluate_run(
     """
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
-    model = model or load_model(run.model_path)
+    if model is None:
+        from core.model import load_model  # Keras, loaded only when a model is needed
+
+        model = load_model(run.model_path)
     size = int(run.config["input_size"])
     predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
     audit = audit or cached_audit(index, run.cache_dir)

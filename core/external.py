@@ -31,9 +31,8 @@ from core.dataset import DatasetIndex, Sample, fingerprint
 from core.errors import DatasetError, ImageDecodeError
 from core.evaluate import Predictions, compute_metrics, predict_samples
 from core.images import load_rgb
-from core.intervals import bootstrap_intervals
+from core.intervals import bootstrap_intervals, format_interval
 from core.io import atomic_write_bytes, read_json
-from core.model import load_model
 from core.registry import Run, now_iso
 
 FOLDER = "external"
@@ -156,7 +155,10 @@ def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) 
     classes = run.classes
     index = scan_external(root, classes)
     sequences = read_sequences(index.root)  # a malformed csv fails before the model loads
-    model = model or load_model(run.model_path)
+    if model is None:
+        from core.model import load_model  # Keras, loaded only when a model is needed
+
+        model = load_model(run.model_path)
     predictions = _predict(model, index, int(run.config["input_size"]), verbose)
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, classes)
     labels = sequence_of(predictions.files, sequences) if sequences is not None else None
@@ -234,6 +236,35 @@ def replace_folder(target: Path, files: dict[str, bytes]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def describe(m: dict) -> list[str]:
+    """An entry's figures as lines of text, each with its 95% interval."""
+    ci = m["intervals"]
+    lines = [
+        f"accuracy {format_interval(m['accuracy'], ci['accuracy'])}  macro F1 "
+        f"{format_interval(m['macro_f1'], ci['macro_f1'], percent=False)}  macro recall "
+        f"{format_interval(m['macro_recall'], ci['macro_recall'])}",
+        f"chance {m['chance']:.0%} (guessing among the run's classes); always answering the set's "
+        f"largest class {m['majority_share']:.0%}",
+    ]
+    for name, row in m["per_class"].items():
+        if row["support"]:
+            recall = format_interval(row["recall"], ci["per_class"][name]["recall"])
+            lines.append(f"  {name:12s} recall {recall:24s} n={row['support']}")
+    answers = {c: sum(row[i] for row in m["confusion_matrix"]) for i, c in enumerate(m["classes"])}
+    lines.append("  answers given: " + ", ".join(f"{c} {n}" for c, n in answers.items()))
+    if m["missing_classes"]:
+        lines.append(f"  no images of {', '.join(m['missing_classes'])}: answers in it count as errors")
+    for name, group in ((m.get("sequences") or {}).get("groups") or {}).items():
+        recalls = ", ".join(
+            f"{c} {format_interval(r['value'], r['interval'])}" for c, r in group["recall"].items()
+        )
+        accuracy = format_interval(group["accuracy"], group["accuracy_interval"])
+        lines.append(f"  sequence {name:6s} n={group['n']:<5d} accuracy {accuracy:22s} recall: {recalls}")
+    if m["skipped"]:
+        lines.append(f"{len(m['skipped'])} unreadable file(s) left out: {', '.join(list(m['skipped'])[:5])}")
+    return lines
 
 
 def external_entries(run: Run) -> list[dict]:

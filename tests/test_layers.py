@@ -49,7 +49,22 @@ def test_core_never_imports_streamlit(module):
     assert "streamlit" not in top_level(all_imports(module))
 
 
-@pytest.mark.parametrize("module", ["errors", "config", "images", "dataset", "registry"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "errors",
+        "config",
+        "io",
+        "images",
+        "dataset",
+        "registry",
+        "intervals",
+        "audit",
+        "split",
+        "shortcut",
+        "progress",
+    ],
+)
 def test_bottom_layer_needs_neither_tensorflow_nor_keras(module):
     assert not top_level(all_imports(module)) & {"tensorflow", "keras"}
 
