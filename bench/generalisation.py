@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import SHARED, machine  # noqa: E402
 from core.audit import cached_audit  # noqa: E402
 from core.dataset import scan_dataset  # noqa: E402
+from core.external import describe as describe_external  # noqa: E402
 from core.external import evaluate_external  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
 from core.registry import Registry  # noqa: E402
@@ -67,28 +68,8 @@ def main() -> int:
 
     start = time.monotonic()
     external = evaluate_external(run, args.external)
-    ci = external["intervals"]
-    figures(f"external: {external['name']}", external)
-    print(
-        f"{'':34s} macro recall {format_interval(external['macro_recall'], ci['macro_recall'])}"
-        f"  (chance {external['chance']:.0%} with {len(run.classes)} answers, "
-        f"{external['majority_share']:.0%} always answering the set's largest class; "
-        f"{time.monotonic() - start:.0f} s)"
-    )
-    for name, row in external["per_class"].items():
-        if row["support"]:
-            recall = format_interval(row["recall"], ci["per_class"][name]["recall"])
-            print(f"    recall {name:12s} {recall:22s} n={row['support']}")
-    answered = {c: sum(r[i] for r in external["confusion_matrix"]) for i, c in enumerate(run.classes)}
-    print(f"    answers given: {answered}")
-    for sequence, group in (external.get("sequences") or {}).get("groups", {}).items():
-        recalls = ", ".join(
-            f"{c} {format_interval(r['value'], r['interval'])}" for c, r in group["recall"].items()
-        )
-        print(
-            f"    sequence {sequence:6s} n={group['n']:4d}  accuracy "
-            f"{format_interval(group['accuracy'], group['accuracy_interval'])}  recall: {recalls}"
-        )
+    print(f"external: {external['name']}, {external['n']} images ({time.monotonic() - start:.0f} s)")
+    print("\n".join(describe_external(external)))
 
     index = scan_dataset(config["data_dir"])
     audit = cached_audit(index, run.cache_dir)

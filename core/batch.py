@@ -103,9 +103,12 @@ def classify(
 
     def flush() -> None:
         if images:
-            probs = classifier.probabilities(np.stack(images), calibrated=calibrated, tta=tta)
-            for prediction, p in zip(pending, probs):
+            out = classifier.outputs(np.stack(images), calibrated=calibrated, tta=tta)
+            for i, (prediction, p) in enumerate(zip(pending, out.probabilities)):
                 prediction.probabilities = {c: float(v) for c, v in zip(classifier.classes, p)}
+                if out.ood_scores is not None:
+                    prediction.ood_score = float(out.ood_scores[i])
+                    prediction.unusual = bool(out.unusual[i])
             results.extend(pending)
             pending.clear()
             images.clear()
@@ -133,15 +136,19 @@ def slice_image(sources: list[Source], prediction: Prediction, size: int) -> np.
 
 
 def table(predictions: list[Prediction], classes: list[str], flag_below: float = FLAG_BELOW) -> list[dict]:
-    """One row per slice: file, predicted class, confidence, flagged, one column per
-    class, error. Flagged: unreadable, or the top probability is below `flag_below`."""
+    """One row per slice: file, predicted class, confidence, flagged, the
+    out-of-distribution score and flag (empty when the run has no check), one column
+    per class, error. Flagged: unreadable, unusual, or the top probability is below
+    `flag_below`."""
     rows = []
     for p in predictions:
         row = {
             "file": p.name,
             "predicted": p.label or "",
             "confidence": round(p.confidence, 4) if p.confidence is not None else None,
-            "flagged": p.error is not None or (p.confidence or 0.0) < flag_below,
+            "flagged": p.error is not None or bool(p.unusual) or (p.confidence or 0.0) < flag_below,
+            "ood_score": round(p.ood_score, 2) if p.ood_score is not None else None,
+            "unusual": p.unusual,
         }
         for c in classes:
             row[f"p_{c}"] = round(p.probabilities[c], 4) if p.probabilities else None

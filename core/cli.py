@@ -1,5 +1,5 @@
 """Command line: python -m core COMMAND --help, for the commands train, audit, evaluate,
-ensemble, predict, export, runs, stop, delete and cache."""
+ensemble, predict, export, card, runs, stop, delete and cache."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from core.config import (
 )
 from core.dataset import scan_dataset
 from core.errors import PipelineError
+from core.progress import ProgressLog, TrainingLog
 from core.registry import DEFAULT_MODELS_DIR, Registry
 from core.tta import DEFAULT_VIEWS, VIEWS, views
 
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a run as a TensorFlow SavedModel (TF Serving)")
     p.add_argument("run")
     p.add_argument("--out", type=Path, help="target folder (default: models/<run>/saved_model/1)")
+    p = sub.add_parser("card", help="write a run's model card (Markdown and HTML)")
+    p.add_argument("run")
+    p.add_argument("--out", type=Path, help="target folder (default: the run's folder)")
+    p.add_argument("--format", choices=("md", "html", "both"), default="both")
     p = sub.add_parser("runs", help="list the runs in the registry")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("stop", help="stop a running training (it keeps its checkpoint)")
@@ -213,7 +218,16 @@ def cmd_train(args, registry: Registry) -> int:
     verbose = 1 if sys.stdout.isatty() else 2
     if not args.prepared_run:
         run = prepare_run(registry, config, args.run_id)
-    train_run(registry, run, verbose=verbose, stop=stop_flag)
+    # Off a terminal (a log file, CI, nohup) Keras prints only whole epochs: the stages
+    # before and between them (the audit, the cache build) come from progress.json.
+    log = None if sys.stdout.isatty() else TrainingLog(run.file("progress.json"))
+    if log:
+        log.start()
+    try:
+        train_run(registry, run, verbose=verbose, stop=stop_flag)
+    finally:
+        if log:
+            log.stop()
     _print_summary(run)
     return 0
 
@@ -296,6 +310,7 @@ def cmd_evaluate(args, registry: Registry) -> int:
 
     evaluate_run(run, index, verbose=1)
     _print_summary(run)
+    _fit_ood(run, index)
     if chosen:
         tta = evaluate_tta(run, index, chosen)
         print(
@@ -305,35 +320,32 @@ def cmd_evaluate(args, registry: Registry) -> int:
     return 0
 
 
+def _fit_ood(run, index) -> None:
+    """Fit the run's out-of-distribution check on its training and validation images."""
+    from core.ood import describe_check
+
+    if run.config.get("kind") == "ensemble":
+        member = run.config["members"][0]
+        print(f"out-of-distribution check: the first member's (python -m core evaluate {member} fits it)")
+        return
+    from core.model import load_model
+    from core.ood_fit import fit_run
+
+    fit_run(run, index, load_model(run.model_path))
+    print(describe_check(run))
+
+
 def _is_external(data: str | None, run) -> bool:
     own = run.config.get("data_dir")
     return bool(data) and (not own or Path(data).expanduser().resolve() != Path(own).expanduser().resolve())
 
 
 def _evaluate_external(run, root: str) -> int:
-    from core.external import evaluate_external
-    from core.intervals import format_interval
+    from core.external import describe, evaluate_external
 
     m = evaluate_external(run, root, verbose=1)
-    ci = m["intervals"]
-    print(f"run {run.id} on {m['name']} ({m['root']}): {m['n']} images")
-    print(
-        f"accuracy {format_interval(m['accuracy'], ci['accuracy'])}  macro F1 "
-        f"{format_interval(m['macro_f1'], ci['macro_f1'], percent=False)}  (95% intervals; "
-        f"chance {m['chance']:.0%})"
-    )
-    for name, row in m["per_class"].items():
-        if row["support"]:
-            recall = format_interval(row["recall"], ci["per_class"][name]["recall"])
-            print(f"  {name:12s} recall {recall:24s} n={row['support']}")
-    if m["missing_classes"]:
-        print(f"  no images of {', '.join(m['missing_classes'])}: answers in it count as errors")
-    for name, group in ((m.get("sequences") or {}).get("groups") or {}).items():
-        recalls = "  ".join(f"{c} {r['value']:.0%}" for c, r in group["recall"].items())
-        accuracy = format_interval(group["accuracy"], group["accuracy_interval"])
-        print(f"  sequence {name:8s} accuracy {accuracy:24s} n={group['n']:<5d} recall {recalls}")
-    if m["skipped"]:
-        print(f"{len(m['skipped'])} unreadable file(s) left out: {', '.join(list(m['skipped'])[:5])}")
+    print(f"run {run.id} on {m['name']} ({m['root']}): {m['n']} images (95% intervals)")
+    print("\n".join(describe(m)))
     print(f"written to {run.file('external') / m['slug']}")
     return 0
 
@@ -376,23 +388,26 @@ def cmd_predict(args, registry: Registry) -> int:
 
     classifier = Classifier(run)
 
-    def progress(done: int, total: int) -> None:
-        if total > 1 and sys.stderr.isatty():
-            print(f"\rclassifying {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
-
+    progress = ProgressLog("classifying") if len(sources) > 1 else None
     results = batch.classify(classifier, sources, args.calibrated, tta=_tta_views(args), progress=progress)
     rows = batch.table(results, classifier.classes, args.flag_below)
+    if classifier.ood is None:
+        print(f"note: {classifier.ood_note}", file=sys.stderr)
     if args.csv:
         _write_text(args.csv, batch.to_csv(rows))
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        # Without a check each answer carries the reason beside its empty score.
+        note = {"ood_note": classifier.ood_note} if classifier.ood is None else {}
+        print(json.dumps([r.to_dict() | note for r in results], indent=2))
     else:
-        for r, row in zip(results, rows):
+        for r in results:
             if r.error:
                 print(f"{r.name}: error: {r.error}")
             else:
                 probs = "  ".join(f"{c} {p:.3f}" for c, p in r.probabilities.items())
-                flag = "  FLAGGED: low confidence" if row["flagged"] else ""
+                flag = "  FLAGGED: low confidence" if (r.confidence or 0.0) < args.flag_below else ""
+                if r.unusual:
+                    flag += f"  UNUSUAL: not like the training MRI slices (score {r.ood_score:,.1f})"
                 print(f"{r.name}: {r.label} ({r.confidence:.1%})  [{probs}]{flag}")
     return 1 if all(r.error for r in results) else 0
 
@@ -411,11 +426,10 @@ def cmd_audit(args, registry: Registry) -> int:
 
     index = scan_dataset(args.data)
 
-    def progress(done: int, total: int) -> None:
-        print(f"\rreading images {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
-
-    audit = cached_audit(index, registry.cache_dir, progress)
-    shortcut = cached_shortcut_score(index, audit, registry.cache_dir, progress)
+    audit = cached_audit(index, registry.cache_dir, ProgressLog("auditing: reading images"))
+    shortcut = cached_shortcut_score(
+        index, audit, registry.cache_dir, ProgressLog("shortcut score: reading image properties")
+    )
     if args.json:
         print(json.dumps({"summary": audit.summary(), "shortcut": shortcut, **audit.to_json()}))
         return 0
@@ -462,6 +476,18 @@ def cmd_export(args, registry: Registry) -> int:
         f"shape (batch, {run.config['input_size']}, {run.config['input_size']}, 3); "
         f"output: probabilities of {', '.join(run.classes)})"
     )
+    return 0
+
+
+def cmd_card(args, registry: Registry) -> int:
+    from core.card import write_card
+
+    run = registry.get(args.run)
+    written, gaps = write_card(run, args.out or run.path, args.format)
+    for path in written:
+        print(f"model card written to {path}")
+    if gaps:
+        print(f"not available for this card: {'; '.join(gaps)}")
     return 0
 
 
@@ -533,6 +559,7 @@ COMMANDS = {
     "ensemble": cmd_ensemble,
     "predict": cmd_predict,
     "export": cmd_export,
+    "card": cmd_card,
     "runs": cmd_runs,
     "stop": cmd_stop,
     "delete": cmd_delete,

@@ -40,11 +40,16 @@ class PooledGradcam:
         names = [layer.name for layer in model.layers]
         return "avg_pool" in names and "predictions" in names and LAST_CONV in names
 
-    def __call__(self, image: np.ndarray, class_index: int) -> np.ndarray:
+    def __call__(
+        self, image: np.ndarray, class_index: int, activations: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The map of `image`; `activations`: its last block's (h, w, channels), when the
+        prediction's forward pass has them already (core.inference.Classifier.outputs)."""
         from scipy.ndimage import zoom
 
-        batch = tf.constant(np.asarray(image, dtype=np.float32)[None])
-        activations = self._features(batch).numpy()[0]  # (h, w, channels)
+        if activations is None:
+            batch = tf.constant(np.asarray(image, dtype=np.float32)[None])
+            activations = self._features(batch).numpy()[0]  # (h, w, channels)
         height, width = activations.shape[:2]
         cam = np.maximum(activations @ self._kernel[:, class_index] / (height * width), 0.0)
         cam = zoom(cam, (image.shape[0] / height, image.shape[1] / width), order=1)
@@ -83,9 +88,15 @@ class Explainer:
         return self._visualisers[member, method]
 
     def member_heatmap(
-        self, image: np.ndarray, class_index: int, method: str = "Grad-CAM", member: int = 0
+        self,
+        image: np.ndarray,
+        class_index: int,
+        method: str = "Grad-CAM",
+        member: int = 0,
+        activations: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One member's map in [0, 1] with the image's height and width."""
+        """One member's map in [0, 1] with the image's height and width; `activations`:
+        this member's last block's for `image`, if known (closed-form Grad-CAM uses them)."""
         from tf_keras_vis.utils.scores import CategoricalScore
 
         batch = np.asarray(image, dtype=np.float32)[None]
@@ -93,7 +104,7 @@ class Explainer:
         if method == "Score-CAM":
             kwargs["max_N"] = self.score_cam_channels
         if method == "Grad-CAM" and self.fast_gradcam:
-            return self._pooled(member)(image, class_index).clip(0.0, 1.0)
+            return self._pooled(member)(image, class_index, activations).clip(0.0, 1.0)
         cam = self._visualiser(member, method)(CategoricalScore([class_index]), batch, **kwargs)
         return np.nan_to_num(np.asarray(cam[0], dtype=np.float32)).clip(0.0, 1.0)
 
@@ -102,9 +113,19 @@ class Explainer:
             self._visualisers[member, "pooled"] = PooledGradcam(self.members[member][1])
         return self._visualisers[member, "pooled"]
 
-    def heatmap(self, image: np.ndarray, class_index: int, method: str = "Grad-CAM") -> np.ndarray:
+    def heatmap(
+        self,
+        image: np.ndarray,
+        class_index: int,
+        method: str = "Grad-CAM",
+        activations: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Map in [0, 1] with the image's height and width, for one uint8 RGB image
-        (an ensemble's: the members' maps averaged with its weights)."""
+        (an ensemble's: the members' maps averaged with its weights). `activations`: the
+        image's last block's from the prediction's pass; a single model's map then needs
+        no forward pass of its own (an ensemble's members each run theirs)."""
+        if activations is not None and not self.is_ensemble:
+            return self.member_heatmap(image, class_index, method, 0, activations)
         total = sum(weight for _, _, weight in self.members)
         return (
             sum(

@@ -60,6 +60,19 @@ def _calibration_text(run: Run, calibrated: bool) -> str:
     )
 
 
+def _ood_block(ood_score: float | None, threshold: float | None, note: str, run: Run) -> str:
+    """The out-of-distribution verdict: a warning above the prediction when the scan is
+    unusual, a line of figures otherwise, the reason when the run has no check."""
+    from core.ood import RULE, WARNING, unavailable_note
+
+    if ood_score is None or threshold is None:
+        return f"<p class='note'>{html.escape(note or unavailable_note(run.id))}</p>"
+    figures = f"out-of-distribution score {ood_score:,.1f}, threshold {threshold:,.1f} ({RULE})"
+    if ood_score > threshold:
+        return f"<p class='warn'>{WARNING}: {html.escape(figures)}. The prediction below is unreliable.</p>"
+    return f"<p class='note'>Within the training distribution: {html.escape(figures)}.</p>"
+
+
 def scan_report_html(
     name: str,
     image: np.ndarray,
@@ -68,7 +81,13 @@ def scan_report_html(
     run: Run,
     method: str = "Grad-CAM",
     calibrated: bool = False,
+    ood_score: float | None = None,
+    ood_threshold: float | None = None,
+    ood_note: str = "",
 ) -> str:
+    """`ood_score` and `ood_threshold`: the scan's out-of-distribution score and the
+    run's threshold (None: no check; `ood_note` says why, by default that the run has
+    no fitted check)."""
     label = max(probabilities, key=probabilities.get)
     bars = "".join(
         f"<tr><td>{html.escape(c)}</td><td>{p:.1%}</td>"
@@ -79,17 +98,22 @@ def scan_report_html(
     if overlay is not None:
         pictures += _figure(overlay, f"{method} for {label}")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    headline = f"Prediction: {html.escape(label)} ({probabilities[label]:.1%})"
+    unusual = ood_score is not None and ood_threshold is not None and ood_score > ood_threshold
+    # An unusual scan keeps its prediction, in grey text instead of a heading.
+    headline = f"<p class='note'>{headline}, unreliable: see above</p>" if unusual else f"<h2>{headline}</h2>"
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Scan report: {html.escape(name)}</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px}} figure{{display:inline-block;margin:8px}}
 img{{width:299px;image-rendering:pixelated}}
-.warn{{border:2px solid #c00;padding:8px;font-weight:bold}}</style>
+.warn{{border:2px solid #c00;padding:8px;font-weight:bold}} .note{{color:#555}}</style>
 </head><body>
 <h1>Scan report</h1>
 <p class="warn">{NOT_A_DEVICE}</p>
 <p>File: <code>{html.escape(name)}</code> · created {created}</p>
-<h2>Prediction: {html.escape(label)} ({probabilities[label]:.1%})</h2>
+{_ood_block(ood_score, ood_threshold, ood_note, run)}
+{headline}
 {pictures}
 <table><tr><th>class</th><th>probability</th><th></th></tr>{bars}</table>
 <h2>Model</h2>

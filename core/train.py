@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -33,6 +34,7 @@ from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.evaluate import Predictions, evaluate_run
 from core.loop import InputFunction, fit_distributed, use_synchronized_batchnorm
 from core.model import build_model, load_model, save_model, set_precision, set_trainable
+from core.ood_fit import fit_run
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry, Run, now_iso, require_free_space
 from core.split import run_split
@@ -444,6 +446,14 @@ def _train(run: Run, stop: StopFlag, verbose: int, cache_root: Path | None) -> N
     best = load_model(run.model_path)
     evaluate_run(run, index, best, verbose=verbose, validation=feed.validation_predictions(best, index))
     timings["evaluate_s"] = time.monotonic() - start
+    start = time.monotonic()
+    # The out-of-distribution check: the kept model's features of these same images. A
+    # failure leaves a trained run without it (the app says so, and how to fit it).
+    try:
+        fit_run(run, index, best, train_samples, val_samples, features=feed.pooled_features)
+    except (PipelineError, ValueError, np.linalg.LinAlgError) as exc:
+        print(f"out-of-distribution check not fitted: {exc}", file=sys.stderr)
+    timings["ood_s"] = time.monotonic() - start
     timings["total_s"] = time.monotonic() - t0
     meta = _meta(timings, len(train_samples), recorder, skipped, feed, strategy, config.precision)
     run.write("meta.json", meta)
@@ -466,6 +476,10 @@ class Feed:
 
     def validation_predictions(self, model: keras.Model, index: DatasetIndex) -> Predictions | None:
         """The validation images' predictions, if this feed has a cheaper way than the images."""
+        return None
+
+    def pooled_features(self, model: keras.Model, samples: list) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pooled features and labels of `samples`, if this feed has a cheaper way than the images."""
         return None
 
     def input_functions(self) -> tuple[InputFunction, InputFunction]:
@@ -589,6 +603,17 @@ class CachedFeed(Feed):
             skipped={},
             source="cached activations",
         )
+
+    def pooled_features(self, model: keras.Model, samples: list) -> tuple[np.ndarray, np.ndarray]:
+        """From the plain view's cached activations, through the blocks above the cut as
+        the trained model has them (the cache's own pooled features are the backbone's
+        before fine-tuning)."""
+        boundary = model.get_layer(self.config.boundary()).output
+        upper = keras.Model(boundary, model.get_layer("avg_pool").output)
+        kept = [s for s in samples if s in self.digests]
+        data = self.cache.dataset(kept, self.digests, self.n, self.config.batch_size, 1)
+        labels = np.array([s.label for s in kept], dtype=int)
+        return np.asarray(upper.predict(data, verbose=0), dtype=np.float32), labels
 
     def describe(self) -> dict:
         return {

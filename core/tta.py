@@ -89,16 +89,25 @@ def views(names: Sequence[str] = DEFAULT_VIEWS) -> list[View]:
     return [VIEWS[n] for n in names]
 
 
+def stack_views(images: np.ndarray, chosen: Sequence[View]) -> np.ndarray:
+    """Every view of every image, view-major: (views * n, H, W, 3)."""
+    images = np.asarray(images, dtype=np.uint8)
+    if images.ndim == 3:
+        images = images[None]
+    return np.stack([view.apply(image) for view in chosen for image in images])
+
+
+def mean_over_views(values: np.ndarray, n_views: int) -> np.ndarray:
+    """Per-image mean of per-view values laid out as stack_views lays out the views."""
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(n_views, len(values) // n_views, *values.shape[1:]).mean(axis=0)
+
+
 def tta_probabilities(
     predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, chosen: Sequence[View]
 ) -> np.ndarray:
     """Mean softmax over the views of each image; `predict` maps (n, H, W, 3) to (n, C)."""
-    images = np.asarray(images, dtype=np.uint8)
-    if images.ndim == 3:
-        images = images[None]
-    stacked = np.stack([view.apply(image) for view in chosen for image in images])
-    probs = np.asarray(predict(stacked), dtype=np.float64)
-    return probs.reshape(len(chosen), len(images), -1).mean(axis=0)
+    return mean_over_views(predict(stack_views(images, chosen)), len(chosen))
 
 
 def tta_heatmap(

@@ -16,6 +16,7 @@ from core.dicom import Window, is_dicom, read_dicom
 from core.errors import ImageDecodeError, PipelineError
 from core.explain import METHODS, overlay
 from core.images import fit_square
+from core.ood import QUANTILE, WARNING
 from core.scan_report import scan_report_html
 from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
 from pages import charts
@@ -42,8 +43,9 @@ def loaded(run):
     return classifier(str(registry().root), run.id, stamp), explainer(str(registry().root), run.id, stamp)
 
 
-def dicom_view(upload, size: int) -> np.ndarray:
-    """A DICOM upload's slice, with frame and window controls seeded from the file."""
+def dicom_view(upload, size: int) -> tuple[np.ndarray, str]:
+    """A DICOM upload's slice, with frame and window controls seeded from the file, and
+    the file's Modality tag ("" when it has none)."""
     scan = read_dicom(upload.getvalue())
     key = upload.file_id
     frame = 0
@@ -58,7 +60,8 @@ def dicom_view(upload, size: int) -> np.ndarray:
         window = Window(center, width)
     tags = " · ".join(f"{k}: {v}" for k, v in scan.info.items() if v)
     st.caption(f"{tags} · identifying tags are not read")
-    return np.asarray(fit_square(scan.image(frame, window), size), dtype=np.uint8)
+    image = np.asarray(fit_square(scan.image(frame, window), size), dtype=np.uint8)
+    return image, scan.info.get("Modality") or ""
 
 
 @dataclass
@@ -71,16 +74,20 @@ class Settings:
     side_by_side: bool
 
 
-def saliency(cam, image: np.ndarray, class_index: int, s: Settings) -> list[tuple[str, np.ndarray]]:
+def saliency(
+    cam, image: np.ndarray, class_index: int, s: Settings, activations: np.ndarray | None = None
+) -> list[tuple[str, np.ndarray]]:
     """(caption, overlay) pairs: one map, or one per ensemble member side by side; with
-    TTA, each map is the mean of its views' maps mapped back to the scan."""
+    TTA, each map is the mean of its views' maps mapped back to the scan. `activations`:
+    the scan's last block's from the prediction's pass (Grad-CAM then needs no pass)."""
     if s.side_by_side:
         maps = [
             (name, partial(cam.member_heatmap, class_index=class_index, method=s.method, member=i))
             for i, (name, _, _) in enumerate(cam.members)
         ]
     else:
-        maps = [("", partial(cam.heatmap, class_index=class_index, method=s.method))]
+        heat = partial(cam.heatmap, class_index=class_index, method=s.method)
+        maps = [("", partial(heat, activations=activations) if not s.tta else heat)]
     suffix = " with TTA" if s.tta else ""
     return [
         (
@@ -91,6 +98,36 @@ def saliency(cam, image: np.ndarray, class_index: int, s: Settings) -> list[tupl
     ]
 
 
+def ood_warning(score: float | None, threshold: float | None, modality: str) -> str | None:
+    """The warning above a prediction: an unusual score, or a DICOM of another modality
+    than MR (a file that says what it is needs no score to be out of place); else None."""
+    reasons = []
+    if score is not None and threshold is not None and score > threshold:
+        reasons.append(
+            f"out-of-distribution score {score:,.1f} is above the run's threshold {threshold:,.1f}, "
+            f"which {QUANTILE:.0%} of its validation images stay under"
+        )
+    if modality and modality.upper() != "MR":
+        reasons.append(f"the DICOM file's Modality is {modality}, not MR")
+    return f"{WARNING}: {'; '.join(reasons)}." if reasons else None
+
+
+def show_prediction(name: str, label: str, p: float, note: str, out, model, modality: str) -> None:
+    """The prediction, under a warning (and in grey) when the scan is out of place."""
+    score = None if out.ood_scores is None else float(out.ood_scores[0])
+    warning = ood_warning(score, None if model.ood is None else model.ood.threshold, modality)
+    if warning:
+        st.warning(warning)
+        st.markdown(f":gray[{name} — prediction: {label} ({p:.1%}{note}), unreliable for such an image]")
+    else:
+        st.markdown(f"**{name}** — prediction: **{label}** ({p:.1%}{note})")
+    if score is None:
+        st.caption(model.ood_note)
+    elif score <= model.ood.threshold:  # an unusual score is in the warning already
+        extra = f"; {model.ood_note}" if model.ood_note else ""
+        st.caption(f"Out-of-distribution score {score:,.1f} (threshold {model.ood.threshold:,.1f}){extra}")
+
+
 def one_by_one(run, s: Settings) -> None:
     files = st.file_uploader("MRI slices", type=ACCEPTED_UPLOADS, accept_multiple_files=True)
     if not files:
@@ -98,29 +135,43 @@ def one_by_one(run, s: Settings) -> None:
     model, cam = loaded(run)
     for upload in files:
         st.divider()
+        modality = ""
         try:
             if is_dicom(upload.getvalue()):
-                image = dicom_view(upload, model.input_size)
+                image, modality = dicom_view(upload, model.input_size)
             else:
                 image = model.prepare(upload.getvalue())
         except ImageDecodeError as exc:
             st.error(f"**{upload.name}**: {exc}")
             continue
-        probs = model.probabilities(image, calibrated=s.calibrated, tta=s.tta)[0]
-        probs = dict(zip(model.classes, probs.tolist()))
+        # One pass: probabilities, the out-of-distribution score, Grad-CAM's activations.
+        out = model.outputs(image, calibrated=s.calibrated, tta=s.tta, activations=not s.tta)
+        probs = dict(zip(model.classes, out.probabilities[0].tolist()))
         label = max(probs, key=probs.get)
         note = f" · calibrated, T = {model.temperature:.2f}" if s.calibrated else ""
         note += f" · TTA over {len(s.tta)} views" if s.tta else ""
-        st.markdown(f"**{upload.name}** — prediction: **{label}** ({probs[label]:.1%}{note})")
+        show_prediction(upload.name, label, probs[label], note, out, model, modality)
         with st.spinner(f"{s.method} ..."):
-            overlays = saliency(cam, image, model.classes.index(label), s)
+            maps = None if out.activations is None else out.activations[0]
+            overlays = saliency(cam, image, model.classes.index(label), s, maps)
         columns = st.columns(len(overlays) + 2)
         columns[0].image(image, caption="as the model sees it")
         for column, (caption, picture) in zip(columns[1:], overlays):
             column.image(picture, caption=f"{caption} for {label}")
         columns[-1].plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
         caption, picture = overlays[0]  # side by side: the first member's map
-        report = scan_report_html(upload.name, image, picture, probs, run, caption, s.calibrated)
+        report = scan_report_html(
+            upload.name,
+            image,
+            picture,
+            probs,
+            run,
+            caption,
+            s.calibrated,
+            ood_score=None if out.ood_scores is None else float(out.ood_scores[0]),
+            ood_threshold=None if model.ood is None else model.ood.threshold,
+            ood_note=model.ood_note,
+        )
         st.download_button(
             "Report (HTML, prints to PDF)",
             report,
@@ -180,7 +231,13 @@ def batch_table(run, s: Settings) -> None:
     flag_below = st.slider("Flag when the top probability is below", 0.0, 1.0, FLAG_BELOW, 0.05)
     rows = pd.DataFrame(batch.table(results, model.classes, flag_below))
     flagged = int(rows["flagged"].sum())
-    st.markdown(f"**{len(rows)}** slices from {len(sources)} files · **{flagged}** flagged")
+    unusual = int((rows["unusual"] == True).sum())  # noqa: E712 (None: no check)
+    st.markdown(
+        f"**{len(rows)}** slices from {len(sources)} files · **{flagged}** flagged "
+        f"(low confidence, unreadable, or **{unusual}** unusual: not like the training MRI slices)"
+    )
+    if model.ood is None:
+        st.caption(model.ood_note)
     probability = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
     selection = st.dataframe(
         rows,

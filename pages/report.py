@@ -7,6 +7,7 @@ import html
 import pandas as pd
 
 from core.interpret import Interpretation
+from core.ood import describe_check
 from core.registry import Run
 from pages import charts
 
@@ -38,5 +39,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h1>Run {html.escape(run.id)}</h1><p><b>{DISCLAIMER}</b></p>
 <h2>Test figures</h2>{summary.to_html()}
 <h2>Per class (official Testing)</h2>{per_class.to_html()}
+<p>{html.escape(describe_check(run))}</p>
 {"".join(parts)}
 <h2>Configuration</h2><pre>{config}</pre></body></html>"""

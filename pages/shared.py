@@ -184,7 +184,10 @@ def explainer(models_root: str, run_id: str, stamp: float):
 
 
 def model_stamp(run: Run) -> float:
-    return run.model_path.stat().st_mtime if run.model_path.is_file() else 0.0
+    """Changes when the model or its out-of-distribution check (fitted later by
+    `python -m core evaluate`) does: the cached classifier is then loaded again."""
+    files = (run.model_path, run.file("ood.json"))
+    return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 
 def usable_runs() -> list[Run]:

@@ -329,6 +329,57 @@ def test_classify_with_tta_and_an_ensemble_side_by_side(app_env, dataset):
     assert all("with TTA" in c for c in captions[1:])
 
 
+def test_classify_warns_exactly_when_core_finds_the_scan_unusual(app_env, dataset):
+    import io
+
+    import pydicom.data
+    from PIL import Image
+
+    from core.inference import Classifier
+    from core.ood import WARNING
+
+    registry, run_id = app_env
+    run = registry.get(run_id)
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (90, 90, 3), dtype=np.uint8)).save(noise, "PNG")
+    trained_on = next(f for f in run.read("data.json")["files"]["train"] if f.endswith("-000.jpg"))
+    uploads = {"noise.png": noise.getvalue(), "seen.jpg": (dataset / trained_on).read_bytes()}
+    classifier = Classifier(run)
+    verdict = {n: bool(classifier.outputs(classifier.prepare(d)).unusual[0]) for n, d in uploads.items()}
+    assert verdict == {"noise.png": True, "seen.jpg": False}  # the premise: both cases occur
+    threshold = f"threshold {classifier.ood.threshold:,.1f}"
+    at = start("pages/classify.py")
+    for name, data in uploads.items():
+        at.get("file_uploader")[0].set_value([(name, data, "image/png")]).run()
+        assert not at.exception, [e.message for e in at.exception]
+        warnings = [w.value for w in at.warning if WARNING in w.value]
+        assert len(warnings) == verdict[name], name
+        if verdict[name]:
+            assert threshold in warnings[0]
+            assert any(m.value.startswith(f":gray[{name} — prediction:") for m in at.markdown)
+        else:
+            assert any(f"**{name}** — prediction:" in m.value for m in at.markdown)
+            assert any("Out-of-distribution score" in c.value and threshold in c.value for c in at.caption)
+    # A DICOM that says it is a CT is named as such.
+    with open(pydicom.data.get_testdata_file("CT_small.dcm"), "rb") as handle:
+        ct = handle.read()
+    at.get("file_uploader")[0].set_value([("ct.dcm", ct, "application/dicom")]).run()
+    assert any(WARNING in w.value and "Modality is CT, not MR" in w.value for w in at.warning)
+    # The batch table carries the score and the flag.
+    at.get("file_uploader")[1].set_value([(n, d, "image/png") for n, d in uploads.items()]).run()
+    table = at.dataframe[0].value.set_index("file")
+    assert table["unusual"].to_dict() == verdict and (table["ood_score"] > 0).all()
+    # Without the fitted files the page still classifies and says the check is unavailable.
+    for name in ("ood.npz", "ood.json"):
+        run.file(name).unlink()
+    at.get("file_uploader")[0].set_value([("noise.png", uploads["noise.png"], "image/png")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not [w for w in at.warning if WARNING in w.value]
+    assert any("**noise.png** — prediction:" in m.value for m in at.markdown)
+    note = f"check unavailable for this run: python -m core evaluate {run_id}"
+    assert any(note in c.value for c in at.caption)
+
+
 def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
     registry, run_id = app_env
     run = registry.get(run_id)

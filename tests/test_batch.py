@@ -70,6 +70,8 @@ def test_the_csv_has_every_row_with_consistent_columns(classifier):
         "predicted",
         "confidence",
         "flagged",
+        "ood_score",
+        "unusual",
         *[f"p_{c}" for c in classifier.classes],
         "error",
     ]
@@ -82,7 +84,8 @@ def test_the_csv_has_every_row_with_consistent_columns(classifier):
         assert sum(probs) == pytest.approx(1.0, abs=1e-3)
         assert row["predicted"] == classifier.classes[int(np.argmax(probs))]
         assert float(row["confidence"]) == pytest.approx(max(probs))
-        assert row["flagged"] == str(max(probs) < 0.99)
+        assert row["unusual"] in ("True", "False") and float(row["ood_score"]) >= 0
+        assert row["flagged"] == str(max(probs) < 0.99 or row["unusual"] == "True")
     assert PATIENT_NAME not in text and PATIENT_ID not in text
 
 
