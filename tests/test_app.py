@@ -54,9 +54,9 @@ def test_navigation_and_sidebar(app_env):
     assert at.sidebar.selectbox[0].value == run_id
     assert by_label(at.sidebar.metric, "Test accuracy").value.endswith("%")
     for page, title in [
-        ("pages/train.py", "Train"),
-        ("pages/results.py", "Results"),
-        ("pages/classify.py", "Classify"),
+        ("app_pages/train.py", "Train"),
+        ("app_pages/results.py", "Results"),
+        ("app_pages/classify.py", "Classify"),
     ]:
         at.switch_page(page).run()
         assert not at.exception, [e.message for e in at.exception]
@@ -125,7 +125,7 @@ def test_results_page_shows_the_run_metrics(app_env):
     registry, run_id = app_env
     run = registry.get(run_id)
     metrics = run.metrics
-    at = start("pages/results.py")
+    at = start("app_pages/results.py")
     low, high = metrics["intervals"]["accuracy"]
     shown = f"{100 * metrics['accuracy']:.1f}% ({100 * low:.1f}-{100 * high:.1f})"
     assert by_label(at.metric, "Test accuracy").value == shown
@@ -168,7 +168,7 @@ def test_results_cell_browser_calibration_and_clean_switch(app_env):
     matrix = run.metrics["confusion_matrix"]
     classes = run.classes
     t, p = max(((i, j) for i in range(4) for j in range(4)), key=lambda c: matrix[c[0]][c[1]])
-    at = start("pages/results.py")
+    at = start("app_pages/results.py")
     assert run.file("calibration.json").is_file()
     assert by_label(at.metric, "ECE after temperature scaling").value
     by_label(at.selectbox, "True class").set_value(classes[t])
@@ -187,9 +187,9 @@ def test_results_cell_browser_calibration_and_clean_switch(app_env):
 def test_deleting_a_run_that_another_session_is_viewing(app_env):
     registry, run_id = app_env
     shutil.copytree(registry.root / run_id, registry.root / "second")
-    viewer = start("pages/results.py")
+    viewer = start("app_pages/results.py")
     by_label(viewer.selectbox, "Run").set_value("second").run()
-    deleter = start("pages/results.py")
+    deleter = start("app_pages/results.py")
     by_label(deleter.selectbox, "Run").set_value("second").run()
     assert by_label(deleter.button, "Delete run").disabled  # not before confirming
     by_label(deleter.checkbox, "Yes, delete run second").check().run()
@@ -203,7 +203,7 @@ def test_deleting_a_run_that_another_session_is_viewing(app_env):
     by_label(viewer.checkbox, f"Yes, delete run {run_id}").check().run()
     by_label(viewer.button, "Delete run").click().run()
     assert any("No trained run yet" in i.value for i in viewer.info)
-    for page in ("pages/classify.py", "pages/compare.py"):
+    for page in ("app_pages/classify.py", "app_pages/compare.py"):
         viewer.switch_page(page).run()
         assert not viewer.exception, [e.message for e in viewer.exception]
 
@@ -225,7 +225,7 @@ def test_compare_page_shows_differences(app_env):
         first[i] = "0.970000" if (i == true) == (first[header.index("correct")] == "1") else "0.010000"
     rows[1] = ",".join(first)
     (twin / "predictions.csv").write_text("\n".join(rows) + "\n")
-    at = start("pages/compare.py")
+    at = start("app_pages/compare.py")
     assert at.title[0].value == "Compare runs"
     by_label(at.multiselect, "Runs").set_value([run_id, "tiny-twin"]).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -242,7 +242,7 @@ def test_compare_page_shows_differences(app_env):
 
 
 def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
-    at = start("pages/classify.py")
+    at = start("app_pages/classify.py")
     assert "Not a diagnostic device" in at.warning[0].value
     assert "20 MB" in at.caption[0].value
     scan = jpeg_bytes(slice_image(3, np.random.default_rng(5), size=90))
@@ -262,7 +262,7 @@ def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
 
 
 def test_classify_dicom_offers_frames_and_window_and_hides_the_patient(app_env):
-    at = start("pages/classify.py")
+    at = start("app_pages/classify.py")
     at.get("file_uploader")[0].set_value([("volume.dcm", volume(), "application/dicom")]).run()
     assert not at.exception, [e.message for e in at.exception]
     assert by_label(at.slider, "Frame of volume.dcm").max == 3
@@ -281,7 +281,7 @@ def test_classify_dicom_offers_frames_and_window_and_hides_the_patient(app_env):
 
 
 def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
-    at = start("pages/classify.py")
+    at = start("app_pages/classify.py")
     at.get("file_uploader")[1].set_value([("cases.zip", mixed_zip(), "application/zip")]).run()
     assert not at.exception, [e.message for e in at.exception]
     table = at.dataframe[0].value
@@ -315,7 +315,7 @@ def test_classify_with_tta_and_an_ensemble_side_by_side(app_env, dataset):
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
     at.session_state["active_run"] = "ens"
     at.run()
-    at.switch_page("pages/classify.py").run()
+    at.switch_page("app_pages/classify.py").run()
     by_label(at.toggle, "Test-time augmentation").set_value(True).run()
     assert by_label(at.multiselect, "Views").value == ["original", "flip", "rotate+10", "rotate-10"]
     by_label(at.toggle, "Members' maps side by side").set_value(True).run()
@@ -348,7 +348,7 @@ def test_classify_warns_exactly_when_core_finds_the_scan_unusual(app_env, datase
     verdict = {n: bool(classifier.outputs(classifier.prepare(d)).unusual[0]) for n, d in uploads.items()}
     assert verdict == {"noise.png": True, "seen.jpg": False}  # the premise: both cases occur
     threshold = f"threshold {classifier.ood.threshold:,.1f}"
-    at = start("pages/classify.py")
+    at = start("app_pages/classify.py")
     for name, data in uploads.items():
         at.get("file_uploader")[0].set_value([(name, data, "image/png")]).run()
         assert not at.exception, [e.message for e in at.exception]
@@ -386,10 +386,10 @@ def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
     tta = dict(run.metrics, views=["original", "flip"])
     run.write("tta.json", tta)
     shutil.copytree(registry.root / run_id, registry.root / "twin")
-    at = start("pages/results.py")
+    at = start("app_pages/results.py")
     frame = at.dataframe[0].value
     assert "official Testing, TTA (original, flip)" in frame.index
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert "TTA accuracy" in at.dataframe[0].value.columns
     by_label(at.number_input, f"Weight of {run_id}").set_value(3.0)
     by_label(at.button, "Create ensemble").click().run()
@@ -400,7 +400,7 @@ def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
     assert wait_for(lambda: ensemble.state == "completed", timeout=600), ensemble.status
     weights = dict(zip(ensemble.config["members"], ensemble.config["member_weights"]))
     assert weights == {run_id: 0.75, "twin": 0.25}
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     by_label(at.selectbox, "Run").set_value(ensemble_id).run()
     assert any("Ensemble of" in c.value for c in at.caption)
 
@@ -408,7 +408,7 @@ def test_results_and_compare_show_tta_and_make_an_ensemble(app_env):
 def test_train_page_refuses_a_bad_combination_before_launching(app_env):
     registry, _ = app_env
     before = [r.id for r in registry.list()]
-    at = start("pages/train.py")
+    at = start("app_pages/train.py")
     by_label(at.selectbox, "Devices").set_value("mirrored")
     at.get("form_submit_button")[0].click().run()
     assert any("activation cache runs on one device" in e.value for e in at.error)
@@ -418,7 +418,7 @@ def test_train_page_refuses_a_bad_combination_before_launching(app_env):
 def test_train_page_shows_and_clears_the_activation_cache(app_env):
     registry, run_id = app_env
     (folder,) = [p for p in registry.cache_dir.iterdir() if p.name != "audit"]
-    at = start("pages/train.py")
+    at = start("app_pages/train.py")
     (table,) = at.dataframe
     assert table.value["folder"].tolist() == [folder.name]
     assert "cut at mixed8" in table.value["holds"][0]
@@ -432,7 +432,7 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     registry = Registry(tmp_path / "fresh-models")
     monkeypatch.setenv("BTMRI_DATA", str(dataset))
     monkeypatch.setenv("BTMRI_MODELS", str(registry.root))
-    at = start("pages/train.py")
+    at = start("app_pages/train.py")
     by_label(at.selectbox, "Pre-trained weights").set_value("none")
     assert by_label(at.number_input, "Input size (px)").value is None  # the arithmetic's size
     by_label(at.number_input, "Input size (px)").set_value(75)
@@ -451,7 +451,7 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     assert run.config["precision"] == "mixed_bfloat16" and run.config["keep"] == "best"
     assert any(run.id in i.value for i in at.info)
     # A second session sees the running training and is refused a second one.
-    other = start("pages/train.py")
+    other = start("app_pages/train.py")
     other.get("form_submit_button")[0].click().run()
     assert any(f"already running: {run.id}" in e.value for e in other.error)
     assert wait_for(lambda: len(run.history) >= 1, timeout=300), run.log_tail()
@@ -467,12 +467,12 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
 def test_tensorflow_is_kept_out_of_each_reruns_garbage_collection(app_env):
     # Streamlit runs a full gc.collect() after every rerun once Keras is loaded; the app
     # moves TensorFlow's long-lived objects out of its reach when the Classify page loads it.
-    from pages.shared import settle_tensorflow
+    from app_pages.shared import settle_tensorflow
 
     settle_tensorflow.clear()
     gc.unfreeze()
     try:
-        start("pages/classify.py")
+        start("app_pages/classify.py")
         assert "tensorflow" in sys.modules
         assert gc.get_freeze_count() > 100_000  # TensorFlow alone tracks ~320,000 objects
     finally:

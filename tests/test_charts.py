@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pages import charts
+from app_pages import charts
 
 
 def test_size_chart_draws_one_marker_per_class_split_and_size():

@@ -243,7 +243,7 @@ def test_results_page_beyond_this_dataset(app_env, tmp_path):
     registry, area = app_env
     run = registry.get("tiny")
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert any(h.value == "Beyond this dataset" for h in at.header)
     caption = " ".join(c.value for c in at.caption)

@@ -18,12 +18,12 @@ from conftest import ROOT, run_cli, tiny_config
 from corpus import corpus
 from streamlit.testing.v1 import AppTest
 
+from app_pages.shared import ACCEPTED_UPLOADS
 from core.errors import ConfigError, ImageDecodeError, PipelineError
 from core.images import load_rgb
 from core.inference import Classifier
 from core.launcher import launch
 from core.registry import Registry, require_free_space, wait_for
-from pages.shared import ACCEPTED_UPLOADS
 
 
 @pytest.mark.parametrize("name", list(corpus()))
@@ -41,7 +41,7 @@ def test_classify_page_answers_every_file_of_the_corpus(tmp_path, monkeypatch, d
     monkeypatch.setenv("BTMRI_DATA", str(dataset))
     monkeypatch.setenv("BTMRI_MODELS", str(models))
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).run()
-    at.switch_page("pages/classify.py").run()
+    at.switch_page("app_pages/classify.py").run()
     # The uploader itself refuses other extensions (.gif) before the app sees them.
     accepted = {n: v for n, v in corpus().items() if n.rsplit(".", 1)[-1] in ACCEPTED_UPLOADS}
     assert set(at.get("file_uploader")[0].allowed_type) == {f".{t}" for t in ACCEPTED_UPLOADS}
@@ -176,6 +176,7 @@ def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_model(dataset, tmp
     registry = Registry(tmp_path / "models")
     run = launch(registry, tiny_config(dataset, finetune_epochs=0))
     pid = run.status["pid"]
+
     def partial() -> bool:  # core.io.atomic_path's temporary file beside checkpoint.keras
         return any(run.path.glob(".checkpoint.keras.*.keras"))
 

@@ -168,8 +168,8 @@ def test_training_fits_the_check_on_the_runs_own_images(tiny):
     sentence = describe_check(tiny.run)
     assert f"fitted on {info['train_images']} training images" in sentence and "95th percentile" in sentence
     assert "check unavailable" in describe_check(Run(tiny.run.path.parent / "no-such-run"))
+    from app_pages.report import report_html
     from core.interpret import Interpretation
-    from pages.report import report_html
 
     interp = Interpretation.from_rows(tiny.run.predictions(), tiny.classes)
     assert html.escape(sentence) in report_html(tiny.run, interp)  # the run's one-page report

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import charts
+from app_pages.shared import classifier, inside_data_roots, model_stamp, registry
 from core.errors import PipelineError
 from core.external import LAYOUT, evaluate_external, external_entries
 from core.intervals import format_interval
 from core.registry import Run
-from pages import charts
-from pages.shared import classifier, inside_data_roots, model_stamp, registry
 
 CAPTION = (
     "A figure on the dataset's own Testing split is not the whole truth: those images come "

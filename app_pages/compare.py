@@ -4,11 +4,11 @@ matrices, and the test images one run gets right and the other wrong."""
 import pandas as pd
 import streamlit as st
 
+from app_pages import charts
+from app_pages.shared import image_grid, registry, usable_runs
 from core.errors import PipelineError
 from core.interpret import Interpretation, compare, config_diff, paired_test
 from core.launcher import launch_ensemble
-from pages import charts
-from pages.shared import image_grid, registry, usable_runs
 
 st.title("Compare runs")
 runs = [r for r in usable_runs() if r.metrics]

@@ -10,17 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import batch
-from core.config import FLAG_BELOW
-from core.dicom import Window, is_dicom, read_dicom
-from core.errors import ImageDecodeError, PipelineError
-from core.explain import METHODS, overlay
-from core.images import fit_square
-from core.ood import QUANTILE, WARNING
-from core.scan_report import scan_report_html
-from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
-from pages import charts
-from pages.shared import (
+from app_pages import charts
+from app_pages.shared import (
     ACCEPTED_UPLOADS,
     BATCH_UPLOADS,
     DISCLAIMER,
@@ -32,6 +23,15 @@ from pages.shared import (
     registry,
     settle_tensorflow,
 )
+from core import batch
+from core.config import FLAG_BELOW
+from core.dicom import Window, is_dicom, read_dicom
+from core.errors import ImageDecodeError, PipelineError
+from core.explain import METHODS, overlay
+from core.images import fit_square
+from core.ood import QUANTILE, WARNING
+from core.scan_report import scan_report_html
+from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
 
 MAX_THUMBNAILS = 24
 settle_tensorflow()  # this page imports TensorFlow (core.batch), with or without a model

@@ -6,10 +6,10 @@ import html
 
 import pandas as pd
 
+from app_pages import charts
 from core.interpret import Interpretation
 from core.ood import describe_check
 from core.registry import Run
-from pages import charts
 
 DISCLAIMER = "Research and teaching demo. Not a diagnostic device."
 

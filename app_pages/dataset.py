@@ -6,12 +6,8 @@ import random
 import pandas as pd
 import streamlit as st
 
-from core.audit import describe_left_out
-from core.errors import PipelineError
-from core.intervals import format_interval
-from core.shortcut import describe as describe_shortcut
-from pages import charts
-from pages.shared import (
+from app_pages import charts
+from app_pages.shared import (
     active_run,
     dataset_audit,
     image_properties,
@@ -19,6 +15,10 @@ from pages.shared import (
     shortcut_score,
     thumbnail,
 )
+from core.audit import describe_left_out
+from core.errors import PipelineError
+from core.intervals import format_interval
+from core.shortcut import describe as describe_shortcut
 
 st.title("Dataset")
 index = require_dataset()

@@ -6,14 +6,14 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from app_pages import charts
+from app_pages.report import report_html
+from app_pages.shared import active_run, image_grid, registry, usable_runs
 from core.card import card_html, card_markdown
 from core.config import KEEP_BEFORE_THE_CHOICE
 from core.errors import PipelineError
 from core.interpret import Interpretation, apply_temperature
 from core.intervals import format_interval
-from pages import charts
-from pages.report import report_html
-from pages.shared import active_run, image_grid, registry, usable_runs
 
 CLEAN_SET_HELP = (
     "Testing minus every image with an exact, near or mirrored copy in Training, keeping one "
@@ -256,6 +256,6 @@ with st.expander("Delete this run"):
             st.toast(f"Run {run.id} deleted")
             st.rerun()
 
-from pages.beyond import beyond_this_dataset  # noqa: E402  (the section ends the page)
+from app_pages.beyond import beyond_this_dataset  # noqa: E402  (the section ends the page)
 
 beyond_this_dataset(run)

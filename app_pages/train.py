@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import charts
+from app_pages.shared import inside_data_roots, registry
 from core.cache_usage import CLEARING, CacheFolder, cache_folders, clear_cache, human_size, spec_summary
 from core.config import (
     KEEPS,
@@ -20,8 +22,6 @@ from core.config import (
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
-from pages import charts
-from pages.shared import inside_data_roots, registry
 
 st.title("Train")
 reg = registry()
