@@ -267,15 +267,23 @@ def _print_summary(run) -> None:
     if metrics := run.metrics:
         print(
             f"Testing accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}"
-            f"  (n={metrics['n']})"
+            f"  (n={metrics['n']}; 95% intervals: {_intervals(metrics)})"
         )
         if clean := metrics.get("clean"):
             reasons = clean.get("left_out")
             why = describe_left_out(reasons) if reasons else f"{clean['excluded']} images"
             print(
                 f"clean test set accuracy {clean['accuracy']:.4f}  macro F1 {clean['macro_f1']:.4f}"
-                f"  (n={clean['n']}; {why} left out)"
+                f"  (n={clean['n']}; 95% intervals: {_intervals(clean)}; {why} left out)"
             )
+
+
+def _intervals(metrics: dict) -> str:
+    ci = metrics.get("intervals") or {}
+    if not ci.get("accuracy"):
+        return "not computed, re-run evaluate"
+    (a_low, a_high), (f_low, f_high) = ci["accuracy"], ci["macro_f1"]
+    return f"accuracy {a_low:.4f}-{a_high:.4f}, macro F1 {f_low:.4f}-{f_high:.4f}"
 
 
 def _run_with_model(registry: Registry, run_id: str):

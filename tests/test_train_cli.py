@@ -103,6 +103,8 @@ def test_evaluate_command_reproduces_metrics(trained):
     after = Registry(models).get(run_id).metrics
     assert after["confusion_matrix"] == before["confusion_matrix"]
     assert f"Testing accuracy {after['accuracy']:.4f}" in result.stdout
+    low, high = after["intervals"]["accuracy"]
+    assert f"95% intervals: accuracy {low:.4f}-{high:.4f}" in result.stdout
 
 
 def test_runs_command_lists_the_run(trained):
