@@ -164,6 +164,21 @@ def _dataset(run: Run) -> tuple[DatasetIndex | None, str | None, dict | None]:
         return None, str(exc), None
 
 
+def _ood_limit(run: Run) -> str:
+    if run.file("ood.json").is_file():
+        return (
+            "An out-of-distribution check (the Mahalanobis distance of the pooled features, its "
+            "threshold letting 95% of the validation images pass) warns on scans unlike the "
+            "training images; rotated slices and other MR sequences often pass it, and the model "
+            "still names one of its classes for them."
+        )
+    return (
+        "No out-of-distribution check is fitted for this run (`python -m core evaluate RUN` fits "
+        "one): the model names one of its classes for any image, a photo or a CT slice included; "
+        f"the low-confidence flag (top probability below {FLAG_BELOW}) is no such check."
+    )
+
+
 # -- the card ---------------------------------------------------------------------------------
 def build_card(run: Run) -> Card:
     s = read_sources(run)
@@ -605,9 +620,7 @@ def _limits(s: Sources, gaps: list[str]) -> Section:
                 "Training and Testing. Even the clean test set is not patient-disjoint: every "
                 "figure here leans optimistic.",
                 _carry_over(s),
-                "No out-of-distribution check yet: the model names one of its classes for any "
-                "image, a photo or a CT slice included; the low-confidence flag (top probability "
-                f"below {FLAG_BELOW}) is no such check.",
+                _ood_limit(s.run),
                 _weights(s.config.get("weights")),
             ]
         ],

@@ -219,3 +219,10 @@ def test_card_of_a_run_without_predictions_or_metrics(run_copy):
     assert f"No test figures: this run has no metrics.json (`python -m core evaluate {run_copy.id}`" in md
     assert "No predictions.csv" in md
     assert {"test figures (no metrics.json)", "failure modes (no predictions.csv)"} <= set(card.gaps)
+
+
+def test_the_limits_say_whether_the_run_has_an_out_of_distribution_check(run_copy):
+    assert run_copy.file("ood.json").is_file()  # fitted at the end of training
+    assert "An out-of-distribution check (the Mahalanobis distance" in build_card(run_copy).markdown()
+    run_copy.file("ood.json").unlink()
+    assert "No out-of-distribution check is fitted for this run" in build_card(run_copy).markdown()
