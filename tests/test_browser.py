@@ -214,8 +214,18 @@ def test_make_app_serves_the_app_as_the_tests_and_benchmarks_do():
     """`make app` runs app_command's command line (start_app's, for the browser tests and
     bench/app_bench.py), so every server setting comes from .streamlit/config.toml."""
     recipe = subprocess.run(
-        ["make", "--dry-run", "--old-file=.venv/.installed", "app", "PORT=8765", "PY=PYTHON"],
+        [
+            "make",
+            "--no-print-directory",
+            "--dry-run",
+            "--old-file=.venv/.installed",
+            "app",
+            "PORT=8765",
+            "PY=PYTHON",
+        ],
         cwd=ROOT,
+        # Under `make test` the parent make's variables would make this one a sub-make.
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
         capture_output=True,
         text=True,
         check=True,
