@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,13 +97,15 @@ EIGHT_REPLICAS = TWO_REPLICAS.replace("* 2)", "* 8)").replace(
 
 
 def test_a_validation_set_smaller_than_the_replica_count_is_refused(dataset, tmp_path):
-    # 2% of the tiny Training folder is 4 images (one a class): fewer than 8 replicas,
-    # so every validation batch would leave a replica empty.
+    # 2% of the tiny Training folder is a handful of images (about one a class): fewer
+    # than 8 replicas, so every validation batch would leave a replica empty.
     models = tmp_path / "models"
     result = run_script(EIGHT_REPLICAS, dataset, models)
     run = Registry(models).get("mirrored")
     assert run.state == "failed", result.stderr[-3000:]
-    assert "4 validation images cannot be split over 8 replicas" in run.status["error"]
+    refused = re.search(r"(\d+) validation images cannot be split over 8 replicas", run.status["error"])
+    assert refused and int(refused.group(1)) < 8, run.status["error"]
+    assert int(refused.group(1)) == len(run.read("data.json")["files"]["validation"])
     assert not run.model_path.exists()
 
 
