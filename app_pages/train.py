@@ -1,36 +1,20 @@
-"""Train page: configure and launch a run in its own process, watch it live, stop it."""
+"""Train page: pick a preset (or change any setting) and launch a run in its own process,
+watch it live, stop it."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from app_pages import charts
+from app_pages import charts, config_form
 from app_pages.shared import inside_data_roots, registry
 from core.cache_usage import CLEARING, CacheFolder, cache_folders, clear_cache, human_size, spec_summary
-from core.config import (
-    KEEPS,
-    MODES,
-    ONE_MACHINE_STRATEGIES,
-    PRECISIONS,
-    SCHEDULES,
-    SIZE_IN_BFLOAT16,
-    SIZE_IN_FLOAT32,
-    UNFREEZE_CHOICES,
-    AugmentConfig,
-    TrainConfig,
-)
+from core.config import PRESETS, TrainConfig, preset_config, settings
 from core.errors import PipelineError
 from core.launcher import launch, stop
 from core.registry import Run
 
 st.title("Train")
 reg = registry()
-defaults = TrainConfig(data_dir="")
-
-
-def choose(column, label: str, options: tuple[str, ...], default: str, help: str | None = None) -> str:
-    """A select box that starts at TrainConfig's default."""
-    return column.selectbox(label, options, index=options.index(default), help=help)
 
 
 @st.fragment(run_every=2)
@@ -92,6 +76,29 @@ def show_outcome(run: Run) -> None:
         st.code(run.log_tail() or "(empty log)", language="text")
 
 
+def start_label(preset: str, start: TrainConfig, config: TrainConfig) -> str:
+    """The Start button's text: what the run will cost, or that the settings changed."""
+    changed = [x.label for x in settings() if config.value(x.path) != start.value(x.path)]
+    if not changed:
+        return f"Start: {preset} preset, {PRESETS[preset].cost}"
+    return f"Start: {preset} preset with {len(changed)} changed setting{'s' * (len(changed) > 1)}"
+
+
+def start_run(config: TrainConfig) -> None:
+    """Check the dataset folder, launch the run and follow it; errors are shown, not raised."""
+    try:
+        from core.dataset import scan_dataset
+
+        config.data_dir = str(inside_data_roots(config.data_dir))
+        scan_dataset(config.data_dir)
+        with st.spinner("Starting the training process ..."):
+            run = launch(reg, config)
+        st.session_state["watch_run"] = run.id
+        st.rerun()
+    except PipelineError as exc:
+        st.error(str(exc))
+
+
 holder = reg.lock_holder()
 if holder == CLEARING:
     st.info("The activation cache is being cleared; training can start in a moment.")
@@ -104,153 +111,22 @@ elif st.session_state.get("watch_run"):
     except PipelineError:
         st.session_state.pop("watch_run")
 
-with st.form("train"):
-    st.subheader("New run")
-    c1, c2, c3 = st.columns(3)
-    weights_kind = c1.selectbox(
-        "Pre-trained weights",
-        ["imagenet", "local file", "none"],
-        help="imagenet: Keras downloads them once into ~/.keras/models",
-    )
-    weights_file = c1.text_input("Local weights file", placeholder="/path/inception_v3_notop.weights.h5")
-    input_size = c1.number_input(
-        "Input size (px)",
-        75,
-        599,
-        defaults.input_size,
-        step=1,
-        placeholder=f"auto: {SIZE_IN_BFLOAT16} in bfloat16, {SIZE_IN_FLOAT32} in float32",
-        help=f"Empty: the size the run's arithmetic affords ({SIZE_IN_BFLOAT16}, the reference's, "
-        f"in mixed bfloat16; {SIZE_IN_FLOAT32} in float32, where {SIZE_IN_BFLOAT16} takes about 1.5x "
-        "as long a fine-tuning epoch).",
-    )
-    batch_size = c1.number_input("Batch size", 1, 256, defaults.batch_size)
-    head_epochs = c2.number_input("Head epochs (frozen backbone)", 0, 200, defaults.head_epochs)
-    head_lr = c2.number_input("Head learning rate", 1e-6, 1.0, defaults.head_lr, format="%.5f")
-    finetune_epochs = c2.number_input("Fine-tuning epochs", 0, 200, defaults.finetune_epochs)
-    finetune_lr = c2.number_input("Fine-tuning learning rate", 1e-7, 1.0, defaults.finetune_lr, format="%.6f")
-    schedule = choose(
-        c2,
-        "Fine-tuning schedule",
-        SCHEDULES,
-        defaults.finetune_schedule,
-        help="cosine: the learning rate falls from the value above to 0 over the fine-tuning epochs",
-    )
-    train_batchnorm = c2.checkbox(
-        "Batch norm learns while fine-tuning",
-        defaults.train_batchnorm,
-        help="The unfrozen blocks' batch norm layers adapt their statistics to these images",
-    )
-    unfreeze = choose(c2, "Unfreeze from", UNFREEZE_CHOICES, defaults.unfreeze_from)
-    val_fraction = c3.slider("Validation fraction", 0.02, 0.4, defaults.val_fraction)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.seed)
-    keep = choose(
-        c3,
-        "Model kept",
-        KEEPS,
-        defaults.keep,
-        help="last: the weights at the end of training (the cosine decay ends there). best: "
-        "those of the epoch with the lowest validation loss, stopping early after "
-        "'patience' epochs without a new lowest.",
-    )
-    patience = c3.number_input("Early-stopping patience", 1, 50, defaults.patience, help="With 'best'")
-    max_per_class = c3.number_input(
-        "Images per class (0 = all)", 0, 100000, 0, help="A quick run on a subset, for demos"
-    )
-    label_smoothing = c3.number_input(
-        "Label smoothing",
-        0.0,
-        0.5,
-        defaults.label_smoothing,
-        step=0.05,
-        help="Train against targets of 1 - s for the true class (0: plain cross-entropy)",
-    )
-    drop_duplicates = c3.checkbox(
-        "Drop duplicates in Training",
-        defaults.drop_duplicates,
-        help="Keep one image of each group of copies in Training (see the Dataset page's audit)",
-    )
-    m1, m2, m3, m4 = st.columns([2, 1, 1, 1])
-    mode = m1.radio(
-        "Training mode",
-        MODES,
-        horizontal=True,
-        help="cached: the frozen part of the backbone runs once per image view and is kept on "
-        "disk, so epochs take a fraction of the time on a CPU. end_to_end: the whole "
-        "network on fresh augmentations every epoch (pick it on a GPU).",
-    )
-    cache_views = m2.number_input("Cached views per image", 1, 10, defaults.cache_views)
-    strategy = m3.selectbox(
-        "Devices",
-        ONE_MACHINE_STRATEGIES,
-        help="default: one device. mirrored: one model replica per GPU of this machine "
-        "(end_to_end mode); the batch size is then split across them. Training across "
-        "machines (multi_worker) starts from the command line on each machine.",
-    )
-    precision = choose(
-        m4,
-        "Arithmetic",
-        PRECISIONS,
-        defaults.precision,
-        help="mixed_bfloat16: the fine-tuned blocks and the cache's forward pass multiply in "
-        "bfloat16, much faster on CPUs "
-        "with AMX units (recent Intel Xeons) and GPUs from Ampere on, slower on others; auto "
-        "picks it where it is fast. The saved model computes in float32 either way.",
-    )
-    aug = AugmentConfig()
-    st.markdown("**Augmentation** (training images only)")
-    st.caption(
-        "Applied in end_to_end mode, and in cached mode to the stored views beyond the first. "
-        "Cached mode with one view trains on each image as it is: the run's config then records "
-        "augmentation as off."
-    )
-    a1, a2, a3, a4, a5, a6 = st.columns(6)
-    aug_on = a1.checkbox("On", aug.enabled)
-    flip = a2.checkbox("Horizontal flip", aug.horizontal_flip)
-    rotation = a3.slider("Rotation (turns)", 0.0, 0.25, aug.rotation)
-    zoom = a4.slider("Zoom", 0.0, 0.5, aug.zoom)
-    contrast = a5.slider("Contrast", 0.0, 0.5, aug.contrast)
-    brightness = a6.slider("Brightness", 0.0, 0.5, aug.brightness)
-    submitted = st.form_submit_button("Start training", type="primary")
 
-if submitted:
-    weights = {"imagenet": "imagenet", "none": "none"}.get(weights_kind, weights_file.strip())
-    config = TrainConfig(
-        data_dir=st.session_state.get("data_dir", ""),
-        strategy=strategy,
-        precision=precision,
-        weights=weights,
-        input_size=None if input_size is None else int(input_size),
-        batch_size=int(batch_size),
-        head_epochs=int(head_epochs),
-        head_lr=float(head_lr),
-        finetune_epochs=int(finetune_epochs),
-        finetune_lr=float(finetune_lr),
-        finetune_schedule=schedule,
-        train_batchnorm=train_batchnorm,
-        unfreeze_from=unfreeze,
-        val_fraction=float(val_fraction),
-        seed=int(seed),
-        keep=keep,
-        patience=int(patience),
-        max_per_class=int(max_per_class) or None,
-        label_smoothing=float(label_smoothing),
-        drop_duplicates=drop_duplicates,
-        augment=AugmentConfig(aug_on, rotation, zoom, flip, contrast, brightness),
-        mode=mode,
-        cache_views=int(cache_views),
-    )
-    try:
-        from core.dataset import scan_dataset
-
-        config.data_dir = str(inside_data_roots(config.data_dir))
-        scan_dataset(config.data_dir)
-        with st.spinner("Starting the training process ..."):
-            run = launch(reg, config)
-        st.session_state["watch_run"] = run.id
-        st.rerun()
-    except PipelineError as exc:
-        st.error(str(exc))
+st.subheader("New run")
+# Plain widgets, no st.form: Enter in a field only applies its value, and a run starts
+# from the Start button alone.
+preset = st.radio(
+    "Preset",
+    tuple(PRESETS),
+    captions=[f"{p.purpose}; {p.cost}" for p in PRESETS.values()],
+    key="train_preset",
+)
+start = preset_config(st.session_state.get("data_dir", ""), preset)
+with st.expander("Advanced settings"):
+    st.caption(f"Starting from the {preset} preset's values.")
+    config = start.changed(config_form.render(start, key=f"{preset}:"))
+if st.button(start_label(preset, start, config), type="primary", key="start"):
+    start_run(config)
 
 st.subheader("Runs")
 runs = reg.list()

@@ -1,5 +1,5 @@
 """Command line: python -m core COMMAND --help, for the commands train, audit, evaluate,
-ensemble, predict, export, card, runs, stop, delete and cache."""
+ensemble, predict, export, card, runs, stop, delete, cache and fetch-data."""
 
 from __future__ import annotations
 
@@ -11,18 +11,14 @@ from pathlib import Path
 
 from core.audit import describe_left_out
 from core.config import (
-    BLOCKS,
     FLAG_BELOW,
-    KEEPS,
-    MODES,
-    PRECISIONS,
-    SCHEDULES,
-    SIZE_IN_BFLOAT16,
-    SIZE_IN_FLOAT32,
-    STRATEGIES,
-    UNFREEZE_CHOICES,
-    AugmentConfig,
+    SECTIONS,
+    Setting,
     TrainConfig,
+    describe,
+    preset_config,
+    preset_values,
+    settings,
 )
 from core.dataset import scan_dataset
 from core.errors import PipelineError
@@ -34,102 +30,33 @@ DEFAULT_DATA = os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
 
 
 def _train_parser(sub) -> None:
-    defaults = TrainConfig(data_dir="")
+    """The train command: one option per TrainConfig setting, generated from its metadata."""
     p = sub.add_parser("train", help="fine-tune InceptionV3 on a dataset folder")
-    p.add_argument("data", nargs="?", help="dataset root with Training/ and Testing/")
-    p.add_argument(
-        "--weights",
-        default=defaults.weights,
-        help="'imagenet' (Keras download/cache), 'none', or a local weights file",
-    )
-    p.add_argument(
-        "--input-size",
-        type=int,
-        default=defaults.input_size,
-        help=f"image side in pixels (default: {SIZE_IN_BFLOAT16} where training runs in mixed "
-        f"bfloat16, {SIZE_IN_FLOAT32} in float32, where {SIZE_IN_BFLOAT16} would take 1.5x as long)",
-    )
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--head-epochs", type=int, default=defaults.head_epochs)
-    p.add_argument("--head-lr", type=float, default=defaults.head_lr)
-    p.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs)
-    p.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
-    p.add_argument(
-        "--finetune-schedule",
-        choices=SCHEDULES,
-        default=defaults.finetune_schedule,
-        help="constant, or cosine: from --finetune-lr down to 0 over the fine-tuning epochs",
-    )
-    p.add_argument("--unfreeze-from", choices=UNFREEZE_CHOICES, default=defaults.unfreeze_from)
-    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    p.add_argument("--dropout", type=float, default=defaults.dropout)
-    p.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=defaults.label_smoothing,
-        help="cross-entropy against smoothed targets, e.g. 0.1 (default: %(default)s, none)",
-    )
-    p.add_argument(
-        "--keep",
-        choices=KEEPS,
-        default=defaults.keep,
-        help="the run's model: the weights of the last epoch, or of the lowest validation loss "
-        "with early stopping after --patience epochs (default: %(default)s)",
-    )
-    p.add_argument("--patience", type=int, default=defaults.patience, help="early stopping, with --keep best")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument(
-        "--max-per-class", type=int, default=None, help="use at most N Training images per class (quick runs)"
-    )
-    p.add_argument("--no-augment", action="store_true", help="switch augmentation off")
-    p.add_argument(
-        "--train-batchnorm",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.train_batchnorm,
-        help="batch norm layers of the unfrozen blocks learn their statistics while fine-tuning",
-    )
-    p.add_argument(
-        "--drop-duplicates",
-        action="store_true",
-        help="keep one image of each exact/near copy group in Training (see 'audit')",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default=defaults.mode,
-        help="cached: frozen backbone computed once per image view and kept on disk "
-        "(fast on a CPU); end_to_end: the whole network every epoch (GPU)",
-    )
-    p.add_argument(
-        "--cache-views",
-        type=int,
-        default=defaults.cache_views,
-        help="cached mode: stored views per training image (1 plain + augmented)",
-    )
-    p.add_argument(
-        "--cache-boundary",
-        choices=BLOCKS,
-        default=None,
-        help="cached mode: last frozen block (default: the one below --unfreeze-from)",
-    )
-    p.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default=defaults.strategy,
-        help="tf.distribute: default (one device), mirrored (every GPU of this machine) or "
-        "multi_worker (the machines in TF_CONFIG: run the same command on each); end_to_end "
-        "mode; --batch-size is then the global batch",
-    )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=defaults.precision,
-        help="arithmetic of training (fine-tuned blocks, cache build): mixed_bfloat16 is fast "
-        "on CPUs with AMX and on GPUs from Ampere on (auto: use it there); the saved model "
-        "is float32 either way",
-    )
+    p.add_argument("data", nargs="?", help=TrainConfig.__dataclass_fields__["data_dir"].metadata["help"])
+    groups = {section: p.add_argument_group(section.lower()) for section in SECTIONS}
+    for s in settings():
+        # No default here: an option given on the command line is told apart from one
+        # left out, which takes the preset's value.
+        groups[s.section].add_argument(
+            s.flag, dest=s.path, default=argparse.SUPPRESS, help=_option_help(s), **_argument_kind(s)
+        )
     p.add_argument("--run-id", help="name of the new run (default: timestamp)")
     p.add_argument("--prepared-run", help=argparse.SUPPRESS)  # used by the app's launcher
+
+
+def _argument_kind(s: Setting) -> dict:
+    if s.kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if s.choices:
+        return {"choices": s.choices}
+    metavar = {int: "N", float: "X"}.get(s.kind, s.flag[2:].upper())
+    return {"type": s.kind, "metavar": metavar}
+
+
+def _option_help(s: Setting) -> str:
+    values = [f"default: {describe(s, s.default)}"]
+    values += [f"{name}: {describe(s, v)}" for name, v in preset_values(s).items()]
+    return f"{s.help} ({'; '.join(values)})".replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cache", help="list the activation caches on disk, or clear them")
     p.add_argument("--clear", nargs="*", metavar="KEY", help="delete these cache folders (none named: all)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "fetch-data",
+        help="download the Kaggle dataset with kagglehub, or unpack a local zip, and check its layout",
+    )
+    p.add_argument(
+        "--archive", type=Path, metavar="FILE", help="a local .zip of the dataset, or its unpacked folder"
+    )
+    p.add_argument(
+        "--to",
+        type=Path,
+        metavar="FOLDER",
+        default=Path(DEFAULT_DATA),
+        help="folder for the dataset (default: %(default)s)",
+    )
     return parser
 
 
@@ -233,33 +174,11 @@ def cmd_train(args, registry: Registry) -> int:
 
 
 def _config_from_args(args) -> TrainConfig:
-    return TrainConfig(
-        data_dir=str(Path(args.data).expanduser().resolve()),
-        weights=args.weights,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        head_epochs=args.head_epochs,
-        head_lr=args.head_lr,
-        finetune_epochs=args.finetune_epochs,
-        finetune_lr=args.finetune_lr,
-        finetune_schedule=args.finetune_schedule,
-        unfreeze_from=args.unfreeze_from,
-        val_fraction=args.val_fraction,
-        dropout=args.dropout,
-        label_smoothing=args.label_smoothing,
-        keep=args.keep,
-        patience=args.patience,
-        seed=args.seed,
-        max_per_class=args.max_per_class,
-        augment=AugmentConfig(enabled=not args.no_augment),
-        train_batchnorm=args.train_batchnorm,
-        mode=args.mode,
-        cache_views=args.cache_views,
-        cache_boundary=args.cache_boundary,
-        drop_duplicates=args.drop_duplicates,
-        strategy=args.strategy,
-        precision=args.precision,
-    )
+    """The preset's configuration, with the options given on the command line on top."""
+    given = vars(args)
+    changes = {s.path: given[s.path] for s in settings() if s.path in given and s.path != "preset"}
+    data_dir = str(Path(args.data).expanduser().resolve())
+    return preset_config(data_dir, given.get("preset", "default"), changes)
 
 
 def _print_summary(run) -> None:
@@ -560,6 +479,15 @@ def cmd_cache(args, registry: Registry) -> int:
     return 0
 
 
+def cmd_fetch_data(args, registry: Registry) -> int:
+    from core.fetch import download, from_local
+
+    fetched = from_local(args.archive, args.to) if args.archive else download(args.to)
+    print(fetched.describe())
+    print(f"train on it: python -m core train {fetched.root}  (the app: BTMRI_DATA={fetched.root} make app)")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "audit": cmd_audit,
@@ -572,6 +500,7 @@ COMMANDS = {
     "stop": cmd_stop,
     "delete": cmd_delete,
     "cache": cmd_cache,
+    "fetch-data": cmd_fetch_data,
 }
 
 

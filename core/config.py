@@ -1,8 +1,18 @@
-"""Training configuration: one dataclass, saved beside each run so it can be re-run."""
+"""Training configuration: one dataclass, saved beside each run so it can be re-run.
+
+Each option is declared once, with `setting(...)`: its default, help text, form label and
+choices live in the field's metadata. The command line's train options, the Train page's
+form and the README's table of defaults are generated from `settings()`, so a new field
+appears in all of them with one edit. `PRESETS` are named starting points on top of the
+defaults.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import functools
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,34 +23,18 @@ MIN_INPUT_SIZE = 75
 BLOCKS = tuple(f"mixed{i}" for i in range(11))
 UNFREEZE_CHOICES = ("none", *BLOCKS, "all")
 MODES = ("cached", "end_to_end")
-# How the fine-tuning learning rate moves: "constant", or "cosine" (from finetune_lr
-# down to 0 over the phase's epochs: large steps first, small ones to settle).
 SCHEDULES = ("constant", "cosine")
-# "default": one device. "mirrored": data parallel over this machine's GPUs (or its
-# logical CPU devices when it has none), one model replica per device. "multi_worker":
-# the same across machines listed in TF_CONFIG (command line only).
 STRATEGIES = ("default", "mirrored", "multi_worker")
 ONE_MACHINE_STRATEGIES = STRATEGIES[:2]  # what the app offers: it starts one process
-# The arithmetic of training: the blocks that fine-tune and the activation cache's
-# forward pass. "mixed_bfloat16": bfloat16 products, float32 weights and softmax; fast on
-# CPUs with AMX bfloat16 units and GPUs from Ampere on, slow on others. "auto":
-# mixed_bfloat16 where the devices that train have them, else float32. Saved models are
-# float32 whichever trained them.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
-# Which weights become the run's model. "last": those at the end of training, every epoch
-# run (a cosine decay is designed to end there). "best": the epoch with the lowest
-# validation loss, and early stopping after `patience` epochs without a new lowest (the
-# reference notebook's choice).
 KEEPS = ("last", "best")
 # What a config.json without "keep" means. Such a config comes from a run that kept its
 # lowest validation loss, so reading it as "best" re-runs it as it ran.
 KEEP_BEFORE_THE_CHOICE = "best"
 
-# The input size of a config that names none: 299 (the reference's) where the run computes
-# in mixed bfloat16, 256 in float32. A fine-tuning epoch at 299 costs about 1.5x one at
-# 256. Bfloat16 arithmetic pays for that, and there 299 scores higher on average; in
-# float32 (most laptops' CPUs) 256 keeps a default run under half an hour on two cores and
-# affords more epochs. Figures: docs/benchmarks.md.
+# The input size of a config that names none. Mixed bfloat16 arithmetic affords
+# InceptionV3's own 299 px; in float32 (most laptops' CPUs) a 299-px epoch costs about 1.5x
+# a 256-px one, and the time saved buys more epochs (docs/benchmarks.md).
 SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32 = 299, 256
 
 
@@ -53,73 +47,305 @@ def input_size_for(precision: str) -> int:
 FLAG_BELOW = 0.6
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: the settings that differ from TrainConfig's defaults
+    (named as in `settings()`), what a run costs, and who it is for."""
+
+    overrides: dict[str, Any]
+    cost: str
+    purpose: str
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        overrides={},
+        cost="about 30 min on a 2-core CPU",
+        purpose="the accurate settings, for a run prepared before a session",
+    ),
+    "quick": Preset(
+        overrides={"input_size": 160, "head_epochs": 3, "finetune_epochs": 2, "unfreeze_from": "mixed9"},
+        cost="about 5 min on a 2-core CPU",
+        purpose="a usable model within a live class",
+    ),
+}
+
+# The form's sections, in the order the Train page and `--help` show them.
+SECTIONS = ("Data and weights", "Training schedule", "Computation", "Augmentation")
+
+
+def setting(default: Any = MISSING, *, help: str, label: str, section: str, **hints: Any) -> Any:
+    """A dataclass field that the command line and the Train page offer.
+
+    `help` serves both; `label` names the form's widget. Hints (all optional): `choices`;
+    `app_choices` where the app offers fewer; `auto`, what None means; `bounds`, `step`
+    and `format` for the form's number widgets; `widget` ("radio", "slider", "weights",
+    "preset") where the type does not say; `flag`, the option's name when it is not
+    the field's.
+    """
+    return field(default=default, metadata={"help": help, "label": label, "section": section, **hints})
+
+
 @dataclass
 class AugmentConfig:
     """Random changes applied to training images only (never validation or test)."""
 
-    enabled: bool = True
-    rotation: float = 0.04  # fraction of a full turn: 0.04 is about +-15 degrees
-    zoom: float = 0.1
-    horizontal_flip: bool = True  # axial slices are roughly left-right symmetric
-    contrast: float = 0.1
-    brightness: float = 0.1
+    enabled: bool = setting(
+        True,
+        help="random changes to the training images (never validation or test): in end_to_end "
+        "mode, and in cached mode to the stored views beyond the first",
+        label="Augmentation on",
+        section="Augmentation",
+        flag="augment",
+    )
+    rotation: float = setting(
+        0.04,
+        help="largest rotation, as a fraction of a full turn (0.04 is about 15 degrees)",
+        label="Rotation (turns)",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 0.25),
+    )
+    zoom: float = setting(
+        0.1,
+        help="largest zoom in or out, as a fraction of the image side",
+        label="Zoom",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 0.5),
+    )
+    horizontal_flip: bool = setting(
+        True,
+        help="mirror left-right at random (axial slices are roughly symmetric)",
+        label="Horizontal flip",
+        section="Augmentation",
+    )
+    contrast: float = setting(
+        0.1,
+        help="contrast scaled by a random factor within 1 plus or minus this",
+        label="Contrast",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 0.5),
+    )
+    brightness: float = setting(
+        0.1,
+        help="largest brightness change, as a fraction of the value range",
+        label="Brightness",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 0.5),
+    )
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run. Defaults follow the reference notebook (input
-    size, batch, Adam, dropout, augmentation) except where the comments below say."""
+    size, batch, Adam, dropout, augmentation) except where a help text says otherwise;
+    the measurements behind each departure are in docs/benchmarks.md."""
 
-    data_dir: str
-    weights: str = "imagenet"  # "imagenet" (Keras download), "none", or a weights file
-    # None: input_size_for the run's precision (299 in bfloat16, 256 in float32); a
-    # prepared run's config.json holds the number. At 256 a fine-tuning epoch costs about
-    # 0.7x one at 299, so in float32 five epochs take the time of three, and score higher
-    # (docs/benchmarks.md).
-    input_size: int | None = None
-    batch_size: int = 32
-    # 5% of Training for validation (the reference held out more): the images it gives
-    # back to training score higher on Testing (docs/benchmarks.md).
-    val_fraction: float = 0.05
-    seed: int = 42
-    dropout: float = 0.2
-    # Targets of (1 - s) for the true class and s / classes elsewhere: a penalty on
-    # over-confident fits of the training images (0: plain cross-entropy, the reference's).
-    label_smoothing: float = 0.0
-    # The training recipe fits a default run into half an hour on a 2-core CPU. The
-    # stand-in weights the benchmarks use have blocks from mixed6 up trained on another
-    # task, so those blocks need real fine-tuning: 5 epochs from mixed6, batch norm
-    # adapting to MRI statistics, and a cosine decay from 4x the reference's rate, which
-    # takes large steps first and settles at the end. More epochs, a lower unfreeze point
-    # or augmented cached views cost more time than they gave. The comparisons were made
-    # on Testing, so they are optimistic; figures and commands: docs/benchmarks.md.
-    head_epochs: int = 4
-    head_lr: float = 1e-3
-    finetune_epochs: int = 5
-    finetune_lr: float = 4e-4  # the reference used a constant 1e-4
-    finetune_schedule: str = "cosine"
-    unfreeze_from: str = "mixed6"  # first block trained in phase 2 ("none": skip it)
-    train_batchnorm: bool = True  # the unfrozen blocks' batch norm learns these images' statistics
-    # "last" (KEEPS): the cosine decay ends at the last step, and the lowest validation
-    # loss over a few hundred validation images is a noisy pick of an earlier epoch. Where
-    # both were scored, the last epoch was as good or better (docs/benchmarks.md).
-    keep: str = "last"
-    patience: int = 3  # early stopping's, with keep "best"
-    max_per_class: int | None = None  # subsample each class (quick runs, benchmarks)
-    drop_duplicates: bool = False  # keep one image of each copy group in Training (audit)
+    data_dir: str = field(metadata={"help": "dataset root with Training/ and Testing/"})
+    preset: str = setting(
+        "default",
+        help="the starting values: "
+        + "; ".join(f"{name}, {p.purpose} ({p.cost})" for name, p in PRESETS.items())
+        + ". Other options change its values",
+        label="Preset",
+        section="Data and weights",
+        choices=tuple(PRESETS),
+        widget="preset",
+    )
+    weights: str = setting(
+        "imagenet",
+        help="'imagenet' (Keras downloads the file once into ~/.keras/models), 'none' (random "
+        "initialisation, for tests), or a local weights file of InceptionV3 without its top",
+        label="Pre-trained weights",
+        section="Data and weights",
+        widget="weights",
+    )
+    input_size: int | None = setting(
+        None,
+        help=f"image side in pixels; a {SIZE_IN_BFLOAT16}-px fine-tuning epoch costs about 1.5x "
+        f"a {SIZE_IN_FLOAT32}-px one",
+        label="Input size (px)",
+        section="Data and weights",
+        auto=f"{SIZE_IN_BFLOAT16} in mixed bfloat16, {SIZE_IN_FLOAT32} in float32",
+        bounds=(MIN_INPUT_SIZE, 599),
+    )
+    batch_size: int = setting(
+        32,
+        help="images per training step; with several devices, the global batch split across them",
+        label="Batch size",
+        section="Data and weights",
+        bounds=(1, 256),
+    )
+    # A small validation share gives the rest back to training, which scores higher.
+    val_fraction: float = setting(
+        0.05,
+        help="share of Training held out for validation, drawn by copy group",
+        label="Validation fraction",
+        section="Data and weights",
+        widget="slider",
+        bounds=(0.01, 0.5),
+    )
+    seed: int = setting(
+        42,
+        help="seeds the split, the shuffle, augmentation and initialisation",
+        label="Seed",
+        section="Data and weights",
+        bounds=(0, 2**31 - 1),
+    )
+    max_per_class: int | None = setting(
+        None,
+        help="at most N Training images per class, for quick trials and benchmarks",
+        label="Images per class",
+        section="Data and weights",
+        auto="all",
+        bounds=(2, 100_000),
+    )
+    drop_duplicates: bool = setting(
+        False,
+        help="keep one image of each group of copies in Training (see the audit)",
+        label="Drop duplicates in Training",
+        section="Data and weights",
+    )
+    head_epochs: int = setting(
+        4,
+        help="phase 1: epochs of the new head on a frozen backbone",
+        label="Head epochs (frozen backbone)",
+        section="Training schedule",
+        bounds=(0, 200),
+    )
+    head_lr: float = setting(
+        1e-3,
+        help="phase 1: Adam's learning rate",
+        label="Head learning rate",
+        section="Training schedule",
+        bounds=(1e-6, 1.0),
+        format="%.5f",
+        step=1e-4,
+    )
+    # Blocks from mixed6 up need real fine-tuning: the benchmarks' stand-in weights trained
+    # them on another task. Lower unfreeze points or more epochs cost more than they gave.
+    finetune_epochs: int = setting(
+        5,
+        help="phase 2: epochs with the backbone trained from the unfreeze block up",
+        label="Fine-tuning epochs",
+        section="Training schedule",
+        bounds=(0, 200),
+    )
+    finetune_lr: float = setting(
+        4e-4,
+        help="phase 2: Adam's learning rate (its start, with the cosine schedule)",
+        label="Fine-tuning learning rate",
+        section="Training schedule",
+        bounds=(1e-7, 1.0),
+        format="%.6f",
+        step=1e-5,
+    )
+    finetune_schedule: str = setting(
+        "cosine",
+        help="constant, or cosine: the fine-tuning rate falls to 0 over the phase's epochs, "
+        "large steps first and small ones to settle",
+        label="Fine-tuning schedule",
+        section="Training schedule",
+        choices=SCHEDULES,
+    )
+    unfreeze_from: str = setting(
+        "mixed6",
+        help="first InceptionV3 block trained in phase 2, mixed0 to mixed10; none skips the "
+        "phase, all trains every layer",
+        label="Unfreeze from",
+        section="Training schedule",
+        choices=UNFREEZE_CHOICES,
+    )
+    train_batchnorm: bool = setting(
+        True,
+        help="the unfrozen blocks' batch norm layers learn these images' statistics",
+        label="Batch norm learns while fine-tuning",
+        section="Training schedule",
+    )
+    # A cosine decay ends at the last step, and the lowest validation loss over a few
+    # hundred images is a noisy pick of an earlier epoch: "last" scored as well or better.
+    keep: str = setting(
+        "last",
+        help="the run's model: last, the weights at the end of training; best, those of the "
+        "epoch with the lowest validation loss, with early stopping",
+        label="Model kept",
+        section="Training schedule",
+        choices=KEEPS,
+    )
+    patience: int = setting(
+        3,
+        help="with keep best: epochs without a new lowest validation loss before training stops",
+        label="Early-stopping patience",
+        section="Training schedule",
+        bounds=(1, 50),
+    )
+    dropout: float = setting(
+        0.2,
+        help="dropout rate before the dense softmax",
+        label="Dropout",
+        section="Training schedule",
+        bounds=(0.0, 0.9),
+        step=0.05,
+    )
+    label_smoothing: float = setting(
+        0.0,
+        help="cross-entropy against softened targets: 1 - s + s/K for the true class and s/K "
+        "for the others (K classes); 0 is plain cross-entropy",
+        label="Label smoothing",
+        section="Training schedule",
+        bounds=(0.0, 0.5),
+        step=0.05,
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # "cached": the frozen part of the backbone runs once per image and augmented view
-    # and is stored on disk (fast on a CPU); "end_to_end": every epoch runs the whole
-    # network on freshly augmented images (what a GPU user would pick).
-    mode: str = "cached"
-    cache_views: int = 1  # stored views per training image: 1 plain + augmented ones
-    cache_boundary: str | None = None  # last frozen block; default: the one below unfreeze_from
-    strategy: str = "default"  # tf.distribute strategy (STRATEGIES); batch_size is the global batch
-    # "auto": mixed bfloat16 where the hardware multiplies bfloat16 natively (CPUs with
-    # AMX units, GPUs from Ampere on), float32 elsewhere. On an AMX CPU a fine-tuning step
-    # takes about half the float32 time, for the same accuracy within what a seed moves
-    # (docs/benchmarks.md). A prepared run's config.json says which it was.
-    precision: str = "auto"  # PRECISIONS
+    mode: str = setting(
+        "cached",
+        help="cached: the frozen part of the backbone runs once per image view and is stored "
+        "on disk, so epochs take a fraction of the time on a CPU; end_to_end: the whole "
+        "network on fresh augmentations every epoch (the choice on a GPU)",
+        label="Training mode",
+        section="Computation",
+        choices=MODES,
+        widget="radio",
+    )
+    cache_views: int = setting(
+        1,
+        help="cached mode: stored views per training image, one plain and the rest augmented",
+        label="Cached views per image",
+        section="Computation",
+        bounds=(1, 10),
+    )
+    cache_boundary: str | None = setting(
+        None,
+        help="cached mode: the last frozen block, whose output is stored",
+        label="Cache cut",
+        section="Computation",
+        choices=BLOCKS,
+        auto="the block below the unfreeze block",
+    )
+    strategy: str = setting(
+        "default",
+        help="tf.distribute: default, one device; mirrored, one model replica per GPU of this "
+        "machine (or per logical CPU device); multi_worker, the machines in TF_CONFIG (command "
+        "line only: run the same command on each). Other than default needs end_to_end mode",
+        label="Devices",
+        section="Computation",
+        choices=STRATEGIES,
+        app_choices=ONE_MACHINE_STRATEGIES,
+    )
+    # Bfloat16 halves a fine-tuning step on AMX CPUs for the same accuracy within what a
+    # seed moves; on CPUs without such units it is slower than float32.
+    precision: str = setting(
+        "auto",
+        help="arithmetic of the fine-tuned blocks and the cache's forward pass: mixed_bfloat16 "
+        "is fast on CPUs with AMX units and GPUs from Ampere on, slow on others; auto picks it "
+        "where it is fast. The saved model computes in float32 either way",
+        label="Arithmetic",
+        section="Computation",
+        choices=PRECISIONS,
+    )
 
     def boundary(self) -> str:
         """The cached mode's cut: the output of the last block that never trains."""
@@ -129,8 +355,32 @@ class TrainConfig:
             return BLOCKS[-1]
         return BLOCKS[BLOCKS.index(self.unfreeze_from) - 1]
 
+    def value(self, path: str) -> Any:
+        """A setting's value, named as in `settings()` ("augment.rotation")."""
+        value: Any = self
+        for part in path.split("."):
+            value = getattr(value, part)
+        return value
+
+    def changed(self, values: dict[str, Any]) -> TrainConfig:
+        """A copy with settings changed, named as in `settings()`."""
+        unknown = set(values) - {s.path for s in settings()}
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        top = {path: v for path, v in values.items() if "." not in path}
+        inner: dict[str, dict[str, Any]] = {}
+        for path, v in values.items():
+            if "." in path:
+                outer, name = path.split(".", 1)
+                inner.setdefault(outer, {})[name] = v
+        for outer, changes in inner.items():
+            top[outer] = replace(getattr(self, outer), **changes)
+        return replace(self, **top)
+
     def validate(self) -> TrainConfig:
         """Check every option before any work starts; raise ConfigError if wrong."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}")
         if self.input_size is not None and self.input_size < MIN_INPUT_SIZE:
             raise ConfigError(
                 f"input size {self.input_size} is below InceptionV3's minimum of {MIN_INPUT_SIZE}"
@@ -211,3 +461,121 @@ class TrainConfig:
             return cls(**values, augment=AugmentConfig(**augment))
         except TypeError as exc:
             raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def preset_config(
+    data_dir: str, preset: str = "default", changes: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The preset's configuration, with `changes` (named as in `settings()`) on top."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    values = PRESETS[preset].overrides | (changes or {})
+    return TrainConfig(data_dir=data_dir, preset=preset).changed(values)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option of TrainConfig as the command line and the Train page offer it."""
+
+    path: str  # the field's name; "augment.rotation" for a field of AugmentConfig
+    kind: type  # int, float, str or bool
+    optional: bool  # None is allowed: `auto` says what the run then does
+    default: Any
+    help: str
+    label: str
+    section: str
+    flag: str  # the command line's option
+    choices: tuple[str, ...] = ()
+    app_choices: tuple[str, ...] = ()
+    auto: str = ""
+    bounds: tuple[float, float] | None = None
+    step: float | None = None
+    format: str | None = None
+    widget: str = ""
+
+
+@functools.cache
+def settings() -> tuple[Setting, ...]:
+    """Every option of TrainConfig, nested ones included, in declaration order.
+
+    `data_dir` is not among them: it is where the data is, the command line's positional
+    argument and the app's sidebar choice.
+    """
+    return tuple(_settings_of(TrainConfig, TrainConfig(data_dir=""), ""))
+
+
+def _settings_of(cls: type, defaults: Any, prefix: str) -> list[Setting]:
+    found: list[Setting] = []
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kind, optional = _plain_type(hints[f.name])
+        if is_dataclass(kind):
+            found += _settings_of(kind, getattr(defaults, f.name), f"{prefix}{f.name}.")
+            continue
+        if f.name == "data_dir":
+            continue
+        meta = dict(f.metadata)
+        if "label" not in meta:
+            raise TypeError(f"{cls.__name__}.{f.name} needs setting(...) with its help and label")
+        flag = meta.pop("flag", f"{prefix}{f.name}".replace(".", "-").replace("_", "-"))
+        choices, app_choices = meta.pop("choices", ()), meta.pop("app_choices", ())
+        found.append(
+            Setting(
+                path=prefix + f.name,
+                kind=kind,
+                optional=optional,
+                default=getattr(defaults, f.name),
+                flag=f"--{flag}",
+                choices=choices,
+                app_choices=app_choices or choices,
+                **meta,
+            )
+        )
+    return found
+
+
+def _plain_type(hint: Any) -> tuple[type, bool]:
+    """(the type, whether None is allowed) of `int | None` and the like."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def describe(setting: Setting, value: Any) -> str:
+    """A value as the help texts and the README show it."""
+    if value is None:
+        return setting.auto or "none"
+    if setting.kind is bool:
+        return "on" if value else "off"
+    if setting.kind is float:
+        return f"{value:g}"
+    return str(value)
+
+
+def preset_values(setting: Setting) -> dict[str, Any]:
+    """The presets that change this setting, with their values."""
+    return {
+        name: p.overrides[setting.path]
+        for name, p in PRESETS.items()
+        if setting.path in p.overrides and p.overrides[setting.path] != setting.default
+    }
+
+
+def defaults_table() -> str:
+    """The README's table of the train options: default, the presets' values, meaning."""
+    named = [name for name, p in PRESETS.items() if p.overrides]
+    rows = [
+        "| Option | Default | " + " | ".join(f"`--preset {n}`" for n in named) + " | Meaning |",
+        "|---|---|" + "---|" * len(named) + "---|",
+    ]
+    for s in settings():
+        flag = f"`{s.flag}`, `--no-{s.flag[2:]}`" if s.kind is bool else f"`{s.flag}`"
+        by_preset = preset_values(s)
+        cells = [describe(s, by_preset[n]) if n in by_preset else "" for n in named]
+        rows.append(f"| {flag} | {describe(s, s.default)} | " + " | ".join(cells) + f" | {s.help} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(defaults_table())  # python -m core.config: the table README.md shows

@@ -410,7 +410,7 @@ def test_train_page_refuses_a_bad_combination_before_launching(app_env):
     before = [r.id for r in registry.list()]
     at = start("app_pages/train.py")
     by_label(at.selectbox, "Devices").set_value("mirrored")
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="start").click().run()
     assert any("activation cache runs on one device" in e.value for e in at.error)
     assert [r.id for r in registry.list()] == before
 
@@ -443,7 +443,7 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     by_label(at.checkbox, "Drop duplicates in Training").check()
     by_label(at.selectbox, "Arithmetic").set_value("mixed_bfloat16")
     by_label(at.selectbox, "Model kept").set_value("best")
-    at.get("form_submit_button")[0].click().run()
+    at.button(key="start").click().run()
     assert not at.exception, [e.message for e in at.exception]
     (run,) = registry.list()
     assert run.config["input_size"] == 75 and run.config["head_epochs"] == 8
@@ -452,7 +452,7 @@ def test_train_page_launches_follows_and_stops_a_run(tmp_path, monkeypatch, data
     assert any(run.id in i.value for i in at.info)
     # A second session sees the running training and is refused a second one.
     other = start("app_pages/train.py")
-    other.get("form_submit_button")[0].click().run()
+    other.button(key="start").click().run()
     assert any(f"already running: {run.id}" in e.value for e in other.error)
     assert wait_for(lambda: len(run.history) >= 1, timeout=300), run.log_tail()
     at.run()
