@@ -1,7 +1,10 @@
-"""Dataset page: class balance per split (the active run's own split), sample images, the
-duplicate audit, and image properties by class."""
+"""Dataset page: the ways to get the data while there is none, then class balance per
+split (the active run's own split), sample images, the duplicate audit, and image
+properties by class."""
 
 import random
+import threading
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,22 +12,111 @@ import streamlit as st
 from app_pages import charts
 from app_pages.shared import (
     active_run,
+    data_roots,
     dataset_audit,
+    default_data_dir,
     image_properties,
+    inside_data_roots,
     require_dataset,
     shortcut_score,
     thumbnail,
 )
+from core import fetch
 from core.audit import describe_left_out
 from core.errors import PipelineError
 from core.intervals import format_interval
 from core.shortcut import describe as describe_shortcut
 
+
+@st.cache_resource
+def download_lock() -> threading.Lock:
+    """One download at a time for the whole server: every session shares the target."""
+    return threading.Lock()
+
+
+def download_target() -> Path:
+    """The default dataset folder, or a folder in the data area when that lies outside it."""
+    target = Path(default_data_dir()).expanduser().absolute()
+    try:
+        inside_data_roots(str(target))
+        return target
+    except PipelineError:
+        return data_roots()[0].expanduser().absolute() / "brain-tumor-mri"
+
+
+def use(fetched: fetch.Fetched) -> None:
+    """Make a fetched dataset the session's, and show it."""
+    st.session_state["data_dir"] = str(fetched.root)
+    st.session_state["fetched"] = fetched.describe()
+    st.rerun()
+
+
+def kaggle_download() -> None:
+    target = download_target()
+    st.markdown("**1. Download it from Kaggle**")
+    st.caption(
+        f"[{fetch.KAGGLE_HANDLE}]({fetch.KAGGLE_URL}), about 150 MB, into `{target}` with kagglehub. "
+        "Needs internet access to kaggle.com from the server."
+    )
+    if not st.button("Download from Kaggle", type="primary"):
+        return
+    lock = download_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("A download is already running in another session: wait for it, then reload.")
+        return
+    try:
+        # kagglehub offers no progress hook: its progress bar goes to the server's terminal.
+        with st.spinner(f"Downloading to `{target}` (progress in the server's terminal) ..."):
+            fetched = fetch.download(target, report=st.caption)
+    except PipelineError as exc:
+        st.error(str(exc))
+        return
+    finally:
+        lock.release()
+    use(fetched)
+
+
+def local_path() -> None:
+    where = ", ".join(f"`{r}`" for r in data_roots())
+    st.markdown("**2. A folder or zip you already have**")
+    st.caption(
+        f"It must lie in the data area ({where}). Type its folder into the sidebar's *Dataset folder* "
+        "box, or here: a folder is used where it is, a .zip is unpacked next to it."
+    )
+    typed = st.text_input("Folder or .zip on the server", key="local-data").strip()
+    if not typed:
+        return
+    try:
+        source = inside_data_roots(typed)
+        with st.spinner(f"Checking `{source}` ..."):
+            fetched = fetch.from_local(source, source.with_suffix(""), report=st.caption)
+    except PipelineError as exc:
+        st.error(str(exc))
+        return
+    use(fetched)
+
+
+def by_hand() -> None:
+    st.markdown("**3. Unpack it by hand**")
+    st.caption(
+        f"Download the zip from [Kaggle]({fetch.KAGGLE_URL}) and unpack it so that the folders read as "
+        "below (class names are the folder names; Training and Testing need the same ones), then "
+        "type `<root>` into the sidebar. On the command line: `python -m core fetch-data --archive FILE`."
+    )
+    st.code(fetch.LAYOUT_TREE, language=None)
+
+
 st.title("Dataset")
 index = require_dataset()
 if index is None:
+    st.subheader("Get the data")
+    kaggle_download()
+    local_path()
+    by_hand()
     st.stop()
 
+if note := st.session_state.pop("fetched", None):
+    st.success(note)
 st.caption(f"`{index.root}` · classes: {', '.join(index.classes)}")
 
 st.subheader("Class distribution")

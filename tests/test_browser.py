@@ -22,10 +22,24 @@ from datagen import slice_image
 from bench.common import CHROMIUM_FLAGS, app_command, start_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="Debian's chromium is not installed (make test installs it with apt-get; this machine could not)",
-)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium. Missing, the test fails (a green run must have run it), unless
+    the environment opts out with BTMRI_SKIP_BROWSER=1. Session-scoped, so it is checked
+    before the session's dataset and trained run are made."""
+    if os.environ.get("BTMRI_SKIP_BROWSER") == "1":
+        pytest.skip("BTMRI_SKIP_BROWSER=1: the browser tests are skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Debian's chromium is not installed ({CHROMIUM}): install it (make test does, with "
+            "apt-get as root), or set BTMRI_SKIP_BROWSER=1 to run the tests without the browser"
+        )
+    return CHROMIUM
+
+
+needs_chromium = pytest.mark.usefixtures("chromium")
 # The app's navigation, in its order, and the labels of Streamlit's automatic page list
 # that a folder of page files named pages/ would produce instead.
 NAVIGATION = ["Dataset", "Train", "Results", "Classify", "Compare runs"]
