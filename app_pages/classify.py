@@ -5,12 +5,13 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import charts
+from app_pages import charts, sanity
 from app_pages.shared import (
     ACCEPTED_UPLOADS,
     BATCH_UPLOADS,
@@ -34,6 +35,7 @@ from core.scan_report import scan_report_html
 from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
 
 MAX_THUMBNAILS = 24
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # see examples/README.md
 settle_tensorflow()  # this page imports TensorFlow (core.batch), with or without a model
 
 
@@ -72,6 +74,7 @@ class Settings:
     calibrated: bool
     tta: list[View]
     side_by_side: bool
+    sanity: bool = False
 
 
 def saliency(
@@ -128,8 +131,37 @@ def show_prediction(name: str, label: str, p: float, note: str, out, model, moda
         st.caption(f"Out-of-distribution score {score:,.1f} (threshold {model.ood.threshold:,.1f}){extra}")
 
 
+@dataclass(frozen=True)
+class Example:
+    """An example scan from examples/, shaped like an upload so it takes the same path."""
+
+    name: str
+    data: bytes
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+    @property
+    def file_id(self) -> str:
+        return f"example-{self.name}"
+
+
+def try_an_example() -> list[Example]:
+    """The example scan picked (none, or one), read from examples/."""
+    names = sorted(p.name for p in EXAMPLES.glob("*.jpg"))
+    name = st.selectbox(
+        "Try an example",
+        names,
+        index=None,
+        placeholder="an example scan (Testing images with no copy in Training)",
+        format_func=lambda n: f"{n.split('_', 1)[1]} ({n.split('_', 1)[0]})",
+    )
+    return [Example(name, (EXAMPLES / name).read_bytes())] if name else []
+
+
 def one_by_one(run, s: Settings) -> None:
     files = st.file_uploader("MRI slices", type=ACCEPTED_UPLOADS, accept_multiple_files=True)
+    files = [*(files or []), *try_an_example()]
     if not files:
         return
     model, cam = loaded(run)
@@ -159,6 +191,8 @@ def one_by_one(run, s: Settings) -> None:
         for column, (caption, picture) in zip(columns[1:], overlays):
             column.image(picture, caption=f"{caption} for {label}")
         columns[-1].plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
+        if s.sanity:
+            sanity.show(run, image, model.classes.index(label), s.method, s.alpha, s.colormap)
         caption, picture = overlays[0]  # side by side: the first member's map
         report = scan_report_html(
             upload.name,
@@ -294,7 +328,8 @@ if st.toggle("Test-time augmentation", help="Average the prediction (and the sal
 side_by_side = False
 if run.config.get("kind") == "ensemble":
     side_by_side = st.toggle("Members' maps side by side", help="Otherwise their weighted mean")
-settings = Settings(method, alpha, colormap, calibrated, tta, side_by_side)
+sanity_check = st.toggle(sanity.TOGGLE, help=sanity.TOGGLE_HELP)
+settings = Settings(method, alpha, colormap, calibrated, tta, side_by_side, sanity_check)
 scans, table = st.tabs(["One by one", "Batch"])
 with scans:
     one_by_one(run, settings)

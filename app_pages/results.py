@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from app_pages import charts
+from app_pages import charts, sanity
 from app_pages.report import report_html
 from app_pages.shared import active_run, image_grid, registry, usable_runs
 from core.card import card_html, card_markdown
@@ -204,6 +204,8 @@ with images:
         title = "misclassified"
     st.caption(f"{len(chosen)} image(s), {title}; showing up to 12.")
     image_grid(run, interp, chosen[:12], show_cam, key="cell")
+    if st.toggle(sanity.TOGGLE, help=sanity.TOGGLE_HELP, key="sanity"):
+        sanity.for_test_images(run, interp, chosen[:12])
     st.subheader("Top losses")
     wrong_tab, unsure_tab = st.tabs(["Most confidently wrong", "Right but least sure"])
     with wrong_tab:

@@ -6,6 +6,6 @@ Plain Python (no Streamlit). Layers, bottom to top:
   augment, model                              - Keras only (any backend)
   pipeline, cache                             - tf.data and Keras
   evaluate, external, train, inference,
-  explain, ood, card                          - use the above
+  explain, sanity, ood, card                  - use the above
   launcher, cli                               - processes and the command line
 """
