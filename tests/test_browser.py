@@ -2,7 +2,7 @@
 
 Opens every page, uploads a scan on Classify and checks that the prediction and the
 overlay appear, and saves a screenshot of each page (tests/artifacts/ by default, or
-$SCREENSHOT_DIR; the README's screenshots come from here). Opens many sessions at once
+$SCREENSHOT_DIR; the README's come from bench/screenshots.py). Opens many sessions at once
 on a cold server, and checks that `make app` and these tests serve the app the same way.
 """
 
