@@ -1,6 +1,6 @@
 """Results page section "Beyond this dataset": a run's figures on datasets from elsewhere
-beside its official ones, and a form to score it on another folder. core.external does
-the work; this only shows it."""
+beside its official ones, its most confused images there with Grad-CAM, and a form to
+score it on another folder. core.external does the work; this only shows it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import charts
-from app_pages.shared import classifier, inside_data_roots, model_stamp, registry
+from app_pages.shared import classifier, image_grid, inside_data_roots, model_stamp, registry
 from core.errors import PipelineError
-from core.external import LAYOUT, evaluate_external, external_entries
+from core.external import LAYOUT, entry_interpretation, evaluate_external, external_entries
 from core.intervals import format_interval
 from core.registry import Run
 
@@ -24,6 +24,13 @@ CAPTION = (
     "class are all errors."
 )
 NO_IMAGES = "–"
+TOP_LOSSES = 8  # Grad-CAM costs a pass per image: a handful is enough to see the pattern
+CONFUSED_CAPTION = (
+    "The {n} images the model got wrong most confidently (highest loss first), with Grad-CAM "
+    "of the class it answered: where in the image its answer came from. A map on the skull, "
+    "the border or the background, rather than the lesion, points to a shortcut learned from "
+    "the training set's sources."
+)
 
 
 def beyond_this_dataset(run: Run) -> None:
@@ -140,7 +147,8 @@ def sequence_table(entry: dict) -> pd.DataFrame | None:
 
 
 def _entry(run: Run, entry: dict, label: str) -> None:
-    with st.expander(f"{label}: accuracy {_figure(entry, 'accuracy')} on {entry['n']} images", expanded=True):
+    with st.container(border=True):
+        st.subheader(f"{label}: accuracy {_figure(entry, 'accuracy')} on {entry['n']} images")
         digest = entry["fingerprint"]["sha256"][:12]
         st.caption(f"`{entry['root']}` · evaluated {entry['evaluated']} · fingerprint {digest}")
         if entry.get("missing_classes"):
@@ -164,3 +172,33 @@ def _entry(run: Run, entry: dict, label: str) -> None:
                 st.caption(f"{unmatched} image(s) have no row in sequences.csv (counted as 'unknown').")
         if entry.get("skipped"):
             st.warning(f"{len(entry['skipped'])} unreadable file(s) left out: {', '.join(entry['skipped'])}")
+        _most_confused(run, entry)
+
+
+def _most_confused(run: Run, entry: dict) -> None:
+    """The set's most confused class pairs and its most confidently wrong images with
+    Grad-CAM; run only while the expander is open (each map costs a model pass)."""
+    box = st.expander("Most confused images", key=f"confused-{entry['slug']}", on_change="rerun")
+    if not box.open:
+        return
+    with box:
+        try:
+            review = entry_interpretation(run, entry)
+        except PipelineError as exc:
+            st.error(str(exc))
+            return
+        interp = review.interpretation
+        pairs = interp.most_confused()
+        if not pairs:
+            st.caption("The model gets every image of this set right.")
+            return
+        st.markdown("\n".join(f"- {true} called {predicted}: {count}" for true, predicted, count in pairs))
+        problem = review.folder_problem()
+        if problem:
+            st.warning(problem)
+            return
+        show_cam = st.toggle("Grad-CAM overlays", value=True, key=f"cam-{entry['slug']}")
+        wrong = interp.top_losses(TOP_LOSSES)
+        st.caption(CONFUSED_CAPTION.format(n=len(wrong)))
+        notes = [f"sequence {s}" for s in review.sequences] if review.sequences else None
+        image_grid(run, interp, wrong, show_cam, key=f"ext-{entry['slug']}", root=review.root, notes=notes)

@@ -260,18 +260,30 @@ def require_dataset() -> DatasetIndex | None:
         return None
 
 
-def image_grid(run: Run, interp, indices: list[int], show_cam: bool, key: str, columns: int = 4) -> None:
-    """Test images of a run with their probabilities (and a saliency overlay on demand)."""
+def image_grid(
+    run: Run,
+    interp,
+    indices: list[int],
+    show_cam: bool,
+    key: str,
+    columns: int = 4,
+    root: Path | None = None,
+    notes: list[str] | None = None,
+) -> None:
+    """Test images of a run with their probabilities (and a saliency overlay on demand).
+    `root`: the folder interp's files are named from, the run's dataset unless given;
+    `notes`: one more line per file of interp (an external set's MR sequence)."""
     from core.images import load_rgb
 
     if not indices:
         st.caption("None.")
         return
-    try:
-        root = dataset(run.config["data_dir"]).root
-    except PipelineError as exc:
-        st.error(f"The run's dataset is not available: {exc}")
-        return
+    if root is None:
+        try:
+            root = dataset(run.config["data_dir"]).root
+        except PipelineError as exc:
+            st.error(f"The run's dataset is not available: {exc}")
+            return
     size = int(run.config["input_size"])
     cols = st.columns(columns)
     for n, i in enumerate(indices):
@@ -296,4 +308,5 @@ def image_grid(run: Run, interp, indices: list[int], show_cam: bool, key: str, c
             st.caption(
                 " · ".join(f"{c} {p:.0%}" for c, p in zip(interp.classes, interp.probs[i]))
                 + f" · loss {interp.losses[i]:.2f}"
+                + (f" · {notes[i]}" if notes else "")
             )

@@ -9,7 +9,10 @@ counts as an error. When the root holds a sequences.csv (columns file, sequence;
 relative to the root), the figures are also given per MR sequence.
 
 Each evaluated set is one entry under the run, external/<slug>/ with metrics.json and
-predictions.csv, replaced as a whole when the set is evaluated again.
+predictions.csv, replaced as a whole when the set is evaluated again. An entry's
+predictions also give its error analysis (entry_interpretation): the most confused
+pairs and the most confidently wrong images, read from the set's folder when it is
+still there.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from core.dataset import DatasetIndex, Sample, fingerprint
 from core.errors import DatasetError, ImageDecodeError
 from core.evaluate import Predictions, compute_metrics, predict_samples
 from core.images import load_rgb
+from core.interpret import Interpretation
 from core.intervals import bootstrap_intervals, format_interval
 from core.io import atomic_write_bytes, read_json
 from core.registry import Run, now_iso
@@ -288,3 +293,43 @@ def entry_predictions(run: Run, entry_slug: str) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+@dataclass
+class ExternalInterpretation:
+    """An external entry's predictions for error analysis: `interpretation` names each
+    file relative to `root`, the set's folder; `sequences` gives each file's MR
+    sequence when the set has a sequences.csv."""
+
+    root: Path
+    interpretation: Interpretation
+    sequences: list[str] | None
+
+    def folder_problem(self) -> str | None:
+        """Why the set's images cannot be shown (its folder is gone or has moved), or None."""
+        if self.root.is_dir():
+            return None
+        return (
+            f"The folder of this set, {self.root}, is gone or has moved: the figures stand, "
+            "but its images cannot be shown. Evaluate the set again from its new place to see them."
+        )
+
+
+def entry_interpretation(run: Run, entry: dict) -> ExternalInterpretation:
+    """An external entry's predictions.csv as an Interpretation (core.interpret), or
+    DatasetError when the entry has no predictions or one of its files, resolved
+    against the entry's root, lies outside that root (a hand-edited csv)."""
+    rows = entry_predictions(run, entry["slug"])
+    if not rows:
+        raise DatasetError(
+            f"the entry for {entry['name']} has no predictions.csv: evaluate the set again to see its images"
+        )
+    root = Path(entry["root"])
+    for row in rows:
+        # Lexical check: a file inside the set may be a link to elsewhere, as when it was evaluated.
+        if not Path(os.path.normpath(root / row["file"])).is_relative_to(root):
+            raise DatasetError(
+                f"predictions.csv of {entry['name']} names a file outside {root}: {row['file']}"
+            )
+    sequences = [row["sequence"] for row in rows] if "sequence" in rows[0] else None
+    return ExternalInterpretation(root, Interpretation.from_rows(rows, run.classes), sequences)

@@ -1,5 +1,5 @@
 """Scoring a run on a dataset from elsewhere (core.external): layouts, refusals, the
-per-sequence figures, the CLI and the Results page section."""
+per-sequence figures, the most confused images, the CLI and the Results page section."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from datagen import CLASSES, slice_image
 from streamlit.testing.v1 import AppTest
 
 from core.errors import DatasetError
-from core.external import entry_predictions, evaluate_external, external_entries, scan_external, slug
+from core.external import (
+    entry_interpretation,
+    entry_predictions,
+    evaluate_external,
+    external_entries,
+    scan_external,
+    slug,
+)
 from core.intervals import format_interval
 from core.registry import Registry
 
@@ -47,6 +54,29 @@ def make_external(
     with (root / "sequences.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["file", "label", "sequence"], *rows])
     return root
+
+
+def swap_classes(root: Path, a: str, b: str) -> Path:
+    """Swap two class folders of a set made by make_external (sequences.csv follows its
+    files): the model's answers on those images then turn mostly wrong."""
+    (root / a).rename(root / "swapping")
+    (root / b).rename(root / a)
+    (root / "swapping").rename(root / b)
+    other = {a: b, b: a}
+    with (root / "sequences.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows[1:]:
+        name, file = row[0].split("/")
+        row[0] = f"{other.get(name, name)}/{file}"
+    with (root / "sequences.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return root
+
+
+def top_losses(rows: list[dict], k: int = 8) -> list[dict]:
+    """The k wrong rows of predictions.csv with the lowest probability of the true class."""
+    wrong = [r for r in rows if r["correct"] == "0"]
+    return sorted(wrong, key=lambda r: float(r[f"p_{r['true']}"]))[:k]
 
 
 @pytest.fixture
@@ -190,6 +220,48 @@ def test_reevaluation_replaces_the_entry(registry, model, tmp_path):
     assert sorted(p.name for p in run.file("external").iterdir()) == [second["slug"]]  # no staging left
 
 
+def test_entry_interpretation_reads_the_entry_against_its_folder(registry, model, tmp_path):
+    run = registry.get("tiny")
+    root = swap_classes(make_external(tmp_path / "radio", corrupt=False), "glioma", "meningioma")
+    m = evaluate_external(run, root, model=model)
+    rows = entry_predictions(run, m["slug"])
+    review = entry_interpretation(run, m)
+    interp = review.interpretation
+
+    assert review.root == root.resolve() and review.folder_problem() is None
+    assert interp.files == [r["file"] for r in rows]
+    assert all((review.root / f).is_file() for f in interp.files)
+    assert [run.classes[i] for i in interp.y_pred] == [r["predicted"] for r in rows]
+    with (root / "sequences.csv").open(newline="") as handle:
+        sequence = {r["file"]: r["sequence"] for r in csv.DictReader(handle)}
+    assert review.sequences == [sequence[f] for f in interp.files]
+    # The confused pairs are the entry's off-diagonal confusion cells, largest first.
+    matrix = m["confusion_matrix"]
+    pairs = interp.most_confused()
+    assert sum(count for _, _, count in pairs) == m["n"] - sum(r["correct"] == "1" for r in rows) > 0
+    for true, predicted, count in pairs:
+        assert count == matrix[run.classes.index(true)][run.classes.index(predicted)]
+    assert [count for _, _, count in pairs] == sorted((c for _, _, c in pairs), reverse=True)
+    assert [interp.files[i] for i in interp.top_losses(8)] == [r["file"] for r in top_losses(rows)]
+
+    # A moved folder: the predictions still read, the images are said to be gone.
+    moved = root.rename(tmp_path / "elsewhere")
+    review = entry_interpretation(run, m)
+    assert review.interpretation.most_confused() == pairs
+    assert str(root.resolve()) in review.folder_problem() and "gone or has moved" in review.folder_problem()
+    moved.rename(root)
+
+    # A predictions.csv edited to name a file outside the set is refused.
+    csv_path = run.file("external") / m["slug"] / "predictions.csv"
+    text = csv_path.read_text()
+    csv_path.write_text(text.replace(rows[0]["file"], "../../outside.jpg", 1))
+    with pytest.raises(DatasetError, match="outside"):
+        entry_interpretation(run, m)
+    csv_path.unlink()
+    with pytest.raises(DatasetError, match="no predictions.csv"):
+        entry_interpretation(run, m)
+
+
 def test_cli_evaluate_with_data(registry, tmp_path):
     root = make_external(tmp_path / "radio")
     result = run_cli("evaluate", "tiny", "--data", str(root), models=registry.root)
@@ -280,3 +352,56 @@ def test_results_page_beyond_this_dataset(app_env, tmp_path):
     assert len(external_entries(run)) == 1
     comparison = next(d.value for d in at.dataframe if "classes with images" in d.value.columns)
     assert list(comparison.index) == ["official Testing", "clean test set", "radio"]
+
+
+def open_confused(at: AppTest, entry_slug: str):
+    """Open an entry's "Most confused images" expander; return it."""
+    at.session_state[f"confused-{entry_slug}"] = True
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return next(e for e in at.expander if e.label == "Most confused images")
+
+
+def test_results_page_most_confused_external_images(app_env, model):
+    registry, area = app_env
+    run = registry.get("tiny")
+    root = swap_classes(make_external(area / "radio", corrupt=False), "glioma", "meningioma")
+    m = evaluate_external(run, root, model=model)
+    rows = entry_predictions(run, m["slug"])
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("app_pages/results.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    box = next(e for e in at.expander if e.label == "Most confused images")
+    assert not box.image and not box.markdown  # nothing is computed while it is closed
+
+    box = open_confused(at, m["slug"])
+    listed = box.markdown[0].value
+    matrix = m["confusion_matrix"]
+    for t, true in enumerate(run.classes):
+        for p, predicted in enumerate(run.classes):
+            if t != p and matrix[t][p]:
+                assert f"- {true} called {predicted}: {matrix[t][p]}" in listed
+    expected = top_losses(rows)
+    captions = [c for image in box.image for c in image.captions]
+    assert len(captions) == len(expected) > 0
+    # The grid fills its columns in turn, so the page lists them column by column.
+    assert {c.split(" (")[0] for c in captions} == {
+        f"{r['file'].split('/')[-1]}: true {r['true']}, predicted {r['predicted']}" for r in expected
+    }
+    notes = " ".join(c.value for c in box.caption)
+    assert all(f"sequence {row['sequence']}" in notes for row in expected)
+    overlays = {url for image in box.image for url in image.value}
+    by_label(box.toggle, "Grad-CAM overlays").set_value(False).run()
+    box = next(e for e in at.expander if e.label == "Most confused images")
+    plain = {url for image in box.image for url in image.value}
+    assert len(plain) == len(expected) and not plain & overlays  # each overlay differs from its image
+
+    # The set's folder moved away: the figures and pairs stay, the images are said to be gone.
+    root.rename(area / "radio-moved")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    box = next(e for e in at.expander if e.label == "Most confused images")
+    assert any("gone or has moved" in w.value and str(root.resolve()) in w.value for w in box.warning)
+    assert not box.image and box.markdown[0].value == listed
+    comparison = next(d.value for d in at.dataframe if "classes with images" in d.value.columns)
+    assert comparison.loc["radio", "images"] == str(m["n"])
