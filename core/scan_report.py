@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 from PIL import Image
 
+from core.external import external_entries
+from core.intervals import format_interval
 from core.registry import Run
 
 NOT_A_DEVICE = (
@@ -34,16 +36,21 @@ def _figure(image: np.ndarray, caption: str) -> str:
 
 
 def _figures_rows(run: Run) -> str:
+    """The run's figures with their 95% intervals: official, clean, and each set from
+    elsewhere it was scored on (its figures usually read lower: the point of showing them)."""
     metrics = run.metrics or {}
     sets = [("official Testing", metrics)]
     if metrics.get("clean"):
         sets.append(("clean test set (no copy in Training)", metrics["clean"]))
-    return "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m['n']}</td><td>{m['accuracy']:.2%}</td>"
-        f"<td>{m['macro_f1']:.3f}</td></tr>"
-        for name, m in sets
-        if "accuracy" in m
-    )
+    sets += [(f"from elsewhere: {entry.get('name', '?')}", entry) for entry in external_entries(run)]
+    return "".join(_figures_row(name, m) for name, m in sets if "accuracy" in m)
+
+
+def _figures_row(name: str, m: dict) -> str:
+    ci = m.get("intervals") or {}
+    accuracy = format_interval(m["accuracy"], ci.get("accuracy"))
+    macro_f1 = format_interval(m["macro_f1"], ci.get("macro_f1"), percent=False)
+    return f"<tr><td>{html.escape(name)}</td><td>{m['n']}</td><td>{accuracy}</td><td>{macro_f1}</td></tr>"
 
 
 def _calibration_text(run: Run, calibrated: bool) -> str:
@@ -120,6 +127,7 @@ img{{width:299px;image-rendering:pixelated}}
 <p>Run <code>{html.escape(run.id)}</code> · InceptionV3, input {run.config.get("input_size")} px ·
 weights {html.escape(str(run.config.get("weights")))} ·
 training mode {html.escape(str(run.config.get("mode")))}</p>
-<table><tr><th>test set</th><th>images</th><th>accuracy</th><th>macro F1</th></tr>{_figures_rows(run)}</table>
+<table><tr><th>test set</th><th>images</th><th>accuracy (95% interval)</th>
+<th>macro F1 (95% interval)</th></tr>{_figures_rows(run)}</table>
 <p>{html.escape(_calibration_text(run, calibrated))}</p>
 </body></html>"""

@@ -18,6 +18,7 @@ from core.dataset import resolve_inside
 from core.errors import PipelineError
 from core.explain import overlay
 from core.inference import Classifier
+from core.intervals import format_interval
 from core.registry import Registry
 from core.scan_report import NOT_A_DEVICE, scan_report_html
 
@@ -170,7 +171,9 @@ def test_scan_report_carries_the_run_and_no_patient_data(trained, classifier):
     assert NOT_A_DEVICE in page
     assert f"Prediction: {label} ({probs[label]:.1%})" in page
     assert page.count("data:image/png;base64,") == 2
-    assert run_id in page and f"{run.metrics['accuracy']:.2%}" in page
+    # The run's figures come with their 95% intervals, as everywhere else.
+    accuracy = format_interval(run.metrics["accuracy"], run.metrics["intervals"]["accuracy"])
+    assert run_id in page and f"<td>{accuracy}</td>" in page and "(" in accuracy
     assert "x.dcm &lt;frame 2&gt;" in page  # names are escaped, never markup
     for c in classifier.classes:
         assert f"<td>{c}</td><td>{probs[c]:.1%}</td>" in page
