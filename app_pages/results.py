@@ -9,10 +9,11 @@ import streamlit as st
 from app_pages import charts, sanity
 from app_pages.report import report_html
 from app_pages.shared import active_run, image_grid, registry, usable_runs
+from core.calibration import apply_temperature
 from core.card import card_html, card_markdown
 from core.config import KEEP_BEFORE_THE_CHOICE
 from core.errors import PipelineError
-from core.interpret import Interpretation, apply_temperature
+from core.interpret import Interpretation
 from core.intervals import format_interval
 
 CLEAN_SET_HELP = (

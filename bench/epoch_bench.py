@@ -42,12 +42,15 @@ from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import PRECISIONS, TrainConfig  # noqa: E402
 from core.dataset import scan_dataset  # noqa: E402
-from core.distribute import resolve_config  # noqa: E402
+from core.distribute import machine_precision  # noqa: E402
+from core.lifecycle import StopFlag  # noqa: E402
 from core.model import build_model, save_model, set_precision, set_trainable  # noqa: E402
+from core.phases import plan_phases  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
+from core.recorder import RunRecorder  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from core.resolve import resolve_config  # noqa: E402
 from core.split import run_split  # noqa: E402
-from core.train import RunRecorder, StopFlag, plan_phases  # noqa: E402
 
 
 def steal_s() -> float:
@@ -79,7 +82,8 @@ def main() -> None:
     print("=== bench/epoch_bench.py ===")
     print("machine:", machine())
     config = resolve_config(
-        TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate()
+        TrainConfig(str(DATASET), str(standin_weights()), precision=args.precision).validate(),
+        machine_precision(),
     )
     index = scan_dataset(config.data_dir)
     registry = Registry(args.models)

@@ -38,11 +38,13 @@ from core.audit import cached_audit  # noqa: E402
 from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.dataset import scan_dataset  # noqa: E402
-from core.distribute import resolve_config  # noqa: E402
+from core.distribute import machine_precision  # noqa: E402
+from core.feeds import CachedFeed  # noqa: E402
 from core.model import build_model, set_precision, set_trainable  # noqa: E402
+from core.phases import Phase, plan_phases  # noqa: E402
 from core.pipeline import SkippedFiles  # noqa: E402
+from core.resolve import resolve_config  # noqa: E402
 from core.split import run_split  # noqa: E402
-from core.train import CachedFeed, Phase, plan_phases  # noqa: E402
 
 
 class Silent:
@@ -115,7 +117,8 @@ def main() -> None:
         old.unlink()
 
     config = resolve_config(
-        TrainConfig(str(args.data), weights=str(standin_weights()), seed=args.seed).validate()
+        TrainConfig(str(args.data), weights=str(standin_weights()), seed=args.seed).validate(),
+        machine_precision(),
     )
     index = scan_dataset(config.data_dir)
     split = run_split(index, config, args.models / ".cache")

@@ -1,11 +1,15 @@
 """The brain-tumour MRI pipeline: data, model, registry, training, evaluation, saliency.
 
 Plain Python (no Streamlit). Layers, bottom to top:
-  errors, config, io, images, dataset, registry,
-  intervals, audit, split, shortcut, progress  - no TensorFlow
-  augment, model                              - Keras only (any backend)
+  errors, config, resolve, io, images, dataset,
+  registry, intervals, calibration, tta, audit,
+  split, shortcut, progress, interpret        - no TensorFlow
+  augment, model, phases                      - Keras only (any backend)
   pipeline, cache                             - tf.data and Keras
-  evaluate, external, train, inference,
-  explain, sanity, ood, card                  - use the above
+  evaluate, external, lifecycle, recorder,
+  feeds, train, inference, explain, sanity,
+  ood, card                                   - use the above; training and
+                                                evaluation never import
+                                                inference or batch (serving)
   launcher, cli                               - processes and the command line
 """

@@ -32,12 +32,13 @@ import tensorflow as tf
 from core.augment import build_augmenter
 from core.config import BLOCKS, TrainConfig
 from core.dataset import Sample, file_digest
-from core.distribute import resolve_config
+from core.distribute import machine_precision
 from core.errors import ImageDecodeError
 from core.images import load_rgb
 from core.io import atomic_path
 from core.model import computing_in
 from core.pipeline import SkippedFiles
+from core.resolve import resolve_config
 
 STALE_TMP_S = 60.0
 Progress = Callable[[int, int], None]
@@ -60,7 +61,7 @@ def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = No
     """What the stored activations depend on, and nothing else: for the augmented views
     (`plain` False) the augmentation and its seed too. `weights` is weights_id's answer
     when the caller has it already (hashing a weights file takes a second)."""
-    config = resolve_config(config)
+    config = resolve_config(config, machine_precision())
     spec = {
         "weights": weights or weights_id(config.weights, config.seed),
         "input_size": config.input_size,
@@ -80,7 +81,7 @@ class ActivationCache:
 
     def __init__(self, root: Path, config: TrainConfig) -> None:
         # Resolved once: "auto" reads /proc/cpuinfo, and every file path goes through the key.
-        self.config = resolve_config(config)
+        self.config = resolve_config(config, machine_precision())
         self.root = Path(root)
         self.weights = weights_id(config.weights, config.seed)
         self.plain_folder, self.folder = self.folders_at(config.boundary())

@@ -152,7 +152,8 @@ def cmd_train(args, registry: Registry) -> int:
         if holder := registry.lock_holder():
             raise PipelineError(f"a training is already running: {holder}")
 
-    from core.train import StopFlag, prepare_run, train_run
+    from core.lifecycle import StopFlag
+    from core.train import prepare_run, train_run
 
     stop_flag = StopFlag()
     stop_flag.install_signal_handlers()  # Ctrl-C or the app's Stop button: stop, keep the best

@@ -1,5 +1,5 @@
-"""Which devices a training runs on, and in what arithmetic: a tf.distribute strategy
-and the precision "auto" stands for, from the run's config.
+"""Which devices a training runs on: a tf.distribute strategy from the run's config,
+and the facts about this machine's devices that resolving "auto" precision needs.
 
 "mirrored" keeps one replica of the model per device of this machine and averages
 their gradients each step. "multi_worker" does the same across machines described by
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 
 import tensorflow as tf
 
-from core.config import AugmentConfig, TrainConfig, input_size_for
 from core.errors import ConfigError
+from core.resolve import auto_precision
 
 TF_CONFIG_HELP = (
     'set TF_CONFIG on every machine, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -61,6 +60,20 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def check_replicas(strategy: tf.distribute.Strategy, batch_size: int, n_validation: int) -> None:
+    """Raise ConfigError where the batches cannot be split over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if is_multi_worker(strategy):
+        if batch_size % replicas:
+            raise ConfigError(f"batch size {batch_size} does not split evenly over {replicas} replicas")
+    elif n_validation < replicas:
+        # Every validation batch would be smaller than the replica count (see core.feeds.ImageFeed).
+        raise ConfigError(
+            f"{n_validation} validation images cannot be split over {replicas} replicas: "
+            "raise the validation fraction"
+        )
+
+
 def describe(strategy: tf.distribute.Strategy) -> dict:
     info: dict = {
         "strategy": type(strategy).__name__,
@@ -92,35 +105,7 @@ def gpu_capabilities() -> list[tuple[int, int]]:
     ]
 
 
-def auto_precision(cpu_has_bfloat16: bool, gpus: list[tuple[int, int]]) -> str:
-    """What "auto" stands for: where GPUs train, their arithmetic decides, not the host
-    CPU's (a GPU server's CPU may well have AMX). GPUs from Ampere (8.0) on multiply
-    bfloat16 in their tensor cores; older ones emulate it, slower than float32."""
-    if gpus:
-        return "mixed_bfloat16" if min(gpus) >= (8, 0) else "float32"
-    return "mixed_bfloat16" if cpu_has_bfloat16 else "float32"
-
-
-def resolve_precision(precision: str) -> str:
-    """The precision "auto" stands for on this machine; others as they are."""
-    if precision != "auto":
-        return precision
+def machine_precision() -> str:
+    """What precision "auto" stands for on this machine (core.resolve decides from its
+    devices)."""
     return auto_precision(has_bfloat16_units(), gpu_capabilities())
-
-
-def resolve_config(config: TrainConfig) -> TrainConfig:
-    """The config with its machine-dependent choices made: the precision "auto" stands
-    for here, and the input size that precision trains at when the config names none.
-    A prepared run's config.json holds these, so it re-runs the same on another machine,
-    and says truthfully whether its images were augmented."""
-    precision = resolve_precision(config.precision)
-    size = input_size_for(precision) if config.input_size is None else config.input_size
-    return replace(config, precision=precision, input_size=size, augment=applied_augmentation(config))
-
-
-def applied_augmentation(config: TrainConfig) -> AugmentConfig:
-    """The augmentation the run really applies: the cached mode with one stored view
-    trains on each image as it is, so its config says augmentation is off."""
-    if config.mode == "cached" and config.cache_views == 1:
-        return replace(config.augment, enabled=False)
-    return config.augment

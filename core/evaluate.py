@@ -2,13 +2,15 @@
 
 `compute_metrics` is pure (labels in, numbers out, scikit-learn does the maths);
 `predict_samples` runs a model over files; `evaluate_run` does both for a saved run
-and writes metrics.json and predictions.csv into it.
+and writes metrics.json and predictions.csv into it; `evaluate_tta` does the same with
+test-time augmentation (the views of core.tta, not the serving layer's Classifier).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +18,13 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from core.audit import Audit, cached_audit
+from core.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from core.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
 from core.intervals import bootstrap_intervals, figures_from_confusion
 from core.io import atomic_write_bytes
 from core.registry import Run
+from core.tta import View, tta_probabilities
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
@@ -68,7 +72,7 @@ class Predictions:
     y_true: np.ndarray
     probabilities: np.ndarray  # shape (n, classes)
     skipped: dict[str, str]
-    source: str = "images"  # or "cached activations" (core.train's cached mode)
+    source: str = "images"  # or "cached activations" (core.feeds' cached mode)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -90,13 +94,24 @@ class Predictions:
 
 
 def predict_samples(
-    model, index: DatasetIndex, samples: list[Sample], image_size: int, batch_size: int = 32, verbose: int = 0
+    model,
+    index: DatasetIndex,
+    samples: list[Sample],
+    image_size: int,
+    batch_size: int = 32,
+    verbose: int = 0,
+    views: Sequence[View] = (),
 ) -> Predictions:
+    """The model's softmax for each readable sample; with `views`, the mean over those
+    test-time augmentation views of each image (core.tta)."""
     from core.pipeline import SkippedFiles, make_dataset
 
     skipped = SkippedFiles()
     ds = make_dataset(samples, len(index.classes), image_size, batch_size, skipped)
-    probabilities = model.predict(ds, verbose=verbose)
+    if views:
+        probabilities = _mean_over_views(model, ds, views, batch_size)
+    else:
+        probabilities = model.predict(ds, verbose=verbose)
     skipped_paths = skipped.as_dict()
     kept = [s for s in samples if str(s.path) not in skipped_paths]
     return Predictions(
@@ -105,6 +120,16 @@ def predict_samples(
         probabilities=np.asarray(probabilities, dtype=np.float64),
         skipped={Path(p).relative_to(index.root).as_posix(): r for p, r in skipped_paths.items()},
     )
+
+
+def _mean_over_views(model, batches, views: Sequence[View], batch_size: int) -> np.ndarray:
+    """Per batch of images: every view of each, predicted, then averaged per image."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return model.predict(images, batch_size=batch_size, verbose=0)
+
+    parts = [tta_probabilities(predict, images.numpy(), views) for images, _ in batches]
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
 
 
 def clean_metrics(
@@ -142,9 +167,7 @@ def evaluate_run(
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
     if model is None:
-        from core.model import load_model  # Keras, loaded only when a model is needed
-
-        model = load_model(run.model_path)
+        model = _saved_model(run)
     size = int(run.config["input_size"])
     predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
     audit = audit or cached_audit(index, run.cache_dir)
@@ -171,8 +194,6 @@ def calibrate(
     validation: Predictions | None = None,
 ) -> dict | None:
     """Fit a softmax temperature on the run's validation images; report ECE before/after."""
-    from core.interpret import apply_temperature, expected_calibration_error, fit_temperature
-
     val = validation or _validation_predictions(run, index, model, verbose)
     if val is None or len(val.y_true) < 2:
         return None
@@ -214,28 +235,27 @@ def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
 
 
-def evaluate_tta(run: Run, index: DatasetIndex, chosen: list, batch: int = 32, progress=None) -> dict:
+def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
     """Testing figures (official and clean) with test-time augmentation over `chosen`
     views; saved as tta.json and predictions-tta.csv beside the plain ones."""
-    from core.batch import classify
-    from core.inference import Classifier
-
     if run.classes != index.classes:
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
-    classifier = Classifier(run)
-    sources = [(index.relative(s), s.path) for s in index.testing]
-    results = classify(classifier, sources, chunk=batch, progress=progress, tta=chosen)
-    skipped = {r.name: r.error for r in results if r.error}
-    kept = [(r, index.testing[r.source]) for r in results if not r.error]
-    files = [r.name for r, _ in kept]
-    labels = [sample.label for _, sample in kept]
-    probs = np.array([[r.probabilities[c] for c in index.classes] for r, _ in kept])
-    predictions = Predictions(files, np.array(labels, dtype=int), probs, skipped)
+    if model is None:
+        model = _saved_model(run)
+    size = int(run.config["input_size"])
+    predictions = predict_samples(model, index, index.testing, size, batch, views=chosen)
     audit = cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
-    metrics.update(split="Testing", skipped=skipped, views=[v.name for v in chosen])
+    metrics.update(split="Testing", skipped=predictions.skipped, views=[v.name for v in chosen])
     metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
     atomic_write_bytes(run.file("predictions-tta.csv"), predictions.to_csv(index.classes, clean).encode())
     run.write("tta.json", metrics)
     return metrics
+
+
+def _saved_model(run: Run):
+    """The run's model.keras (Keras is imported only when a model is needed)."""
+    from core.model import load_model
+
+    return load_model(run.model_path)

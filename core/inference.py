@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.calibration import apply_temperature
 from core.errors import PipelineError
 from core.images import load_rgb
 from core.model import LAST_CONV, WEIGHT, ensemble_members, load_model
@@ -155,8 +156,6 @@ class Classifier:
             probs, features = mean_over_views(probs, len(tta)), mean_over_views(features, len(tta))
             scores = None if scores is None else mean_over_views(scores, len(tta))
         if calibrated and self.temperature != 1.0:
-            from core.interpret import apply_temperature
-
             probs = apply_temperature(probs, self.temperature)
         unusual = None if scores is None else self.ood.unusual(scores)
         return Outputs(probs, features, scores, unusual, maps)

@@ -1,7 +1,8 @@
 """Error analysis of a run's predictions, in the spirit of fastai's
 ClassificationInterpretation: which images fall in a confusion cell, the top losses,
-calibration (reliability, ECE, temperature scaling), ROC and precision-recall curves,
-and how two runs differ. Pure numpy/scikit-learn over the saved prediction tables.
+calibration (reliability and ECE, from core.calibration), ROC and precision-recall
+curves, and how two runs differ. Pure numpy/scikit-learn over the saved prediction
+tables.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from core.calibration import EPS, expected_calibration_error, reliability
 from core.intervals import paired_difference
-
-EPS = 1e-12
 
 
 @dataclass
@@ -120,57 +119,6 @@ class Interpretation:
                 "auc": float(area(positives, self.probs[:, i])),
             }
         return out
-
-
-def reliability(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> list[dict]:
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        m = which == b
-        rows.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "count": int(m.sum()),
-                "confidence": float(confidence[m].mean()) if m.any() else None,
-                "accuracy": float(correct[m].mean()) if m.any() else None,
-            }
-        )
-    return rows
-
-
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 10) -> float:
-    """Sum over confidence bins of |accuracy - confidence| weighted by the bin's share."""
-    n = len(y_true)
-    return float(
-        sum(
-            r["count"] / n * abs(r["accuracy"] - r["confidence"])
-            for r in reliability(probs, y_true, bins)
-            if r["count"]
-        )
-    )
-
-
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax of log-probabilities divided by T (log p equals the logits up to a constant)."""
-    logits = np.log(np.clip(probs, EPS, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
-    """The T > 0 that minimises the negative log-likelihood (fit on validation data)."""
-
-    def nll(log_t: float) -> float:
-        p = apply_temperature(probs, float(np.exp(log_t)))
-        return float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], EPS, 1.0)).mean())
-
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
 
 
 def compare(a: Interpretation, b: Interpretation) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from core.cache import ActivationCache, cache_key
 from core.cache_usage import cache_folders, clear_cache
 from core.config import TrainConfig, input_size_for
 from core.dataset import scan_dataset
-from core.distribute import resolve_precision
+from core.distribute import machine_precision
 from core.errors import ConfigError, PipelineError, TrainingBusyError
 from core.images import load_rgb
 from core.model import build_model, set_precision
@@ -130,7 +130,7 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
     ]
     assert len({cache_key(c) for c in different} | {cache_key(config)}) == 6
     auto = replace(config, precision="auto")  # keyed by what it stands for on this machine
-    assert cache_key(auto) == cache_key(replace(config, precision=resolve_precision("auto")))
+    assert cache_key(auto) == cache_key(replace(config, precision=machine_precision()))
     unsized = replace(config, input_size=None)  # keyed by the size it stands for
     assert cache_key(unsized) == cache_key(replace(config, input_size=input_size_for("float32")))
     # The plain view is the image as it is: neither the augmentation nor its seed matters.

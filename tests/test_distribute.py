@@ -20,16 +20,11 @@ from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 from core.config import SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32, TrainConfig, input_size_for
 from core.dataset import scan_dataset
-from core.distribute import (
-    auto_precision,
-    gpu_capabilities,
-    has_bfloat16_units,
-    resolve_config,
-    resolve_precision,
-)
+from core.distribute import gpu_capabilities, has_bfloat16_units, machine_precision
 from core.errors import ConfigError
 from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry
+from core.resolve import auto_precision, resolve_config
 
 # Two logical CPU devices stand in for two GPUs; they must exist before TensorFlow
 # starts, hence a fresh process.
@@ -223,8 +218,8 @@ def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_incl
     import keras
     import tensorflow as tf
 
+    from core.lifecycle import StopFlag
     from core.loop import fit_distributed
-    from core.train import StopFlag
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 5)).astype("float32")
@@ -256,8 +251,8 @@ def test_the_cross_machine_loop_gives_no_weight_to_an_empty_batch():
     import keras
     import tensorflow as tf
 
+    from core.lifecycle import StopFlag
     from core.loop import fit_distributed
-    from core.train import StopFlag
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(24, 5)).astype("float32")
@@ -286,29 +281,31 @@ def test_auto_precision_follows_the_devices_that_train():
     assert auto_precision(False, []) == "float32"
     # This machine has no GPU: auto is what its CPU can do.
     assert gpu_capabilities() == []
-    assert resolve_precision("auto") == auto_precision(has_bfloat16_units(), [])
-    assert resolve_precision("float32") == "float32"
+    assert machine_precision() == auto_precision(has_bfloat16_units(), [])
 
 
 def test_a_config_without_an_input_size_trains_at_the_size_its_arithmetic_affords(dataset):
     blank = TrainConfig(data_dir=str(dataset))
     assert blank.input_size is None and blank.validate() is blank
-    assert resolve_config(replace(blank, precision="float32")).input_size == SIZE_IN_FLOAT32 == 256
-    in_bfloat16 = resolve_config(replace(blank, precision="mixed_bfloat16"))
+    assert resolve_config(replace(blank, precision="float32"), "mixed_bfloat16").input_size == SIZE_IN_FLOAT32
+    in_bfloat16 = resolve_config(replace(blank, precision="mixed_bfloat16"), "float32")
     assert in_bfloat16.input_size == SIZE_IN_BFLOAT16 == 299
     assert in_bfloat16.precision == "mixed_bfloat16"
-    here = resolve_config(blank)  # "auto" too is made concrete
-    assert here.precision == resolve_precision("auto") and here.input_size == input_size_for(here.precision)
+    # "auto" is made concrete as what the machine says it stands for.
+    assert resolve_config(blank, "mixed_bfloat16").precision == "mixed_bfloat16"
+    here = resolve_config(blank, machine_precision())
+    assert here.precision == machine_precision() and here.input_size == input_size_for(here.precision)
     # A size the user names is kept, whatever the arithmetic.
-    assert resolve_config(replace(blank, input_size=128, precision="mixed_bfloat16")).input_size == 128
+    named = replace(blank, input_size=128, precision="mixed_bfloat16")
+    assert resolve_config(named, "float32").input_size == 128
 
 
 def test_the_config_records_augmentation_only_where_it_is_applied(trained):
     base = TrainConfig("data", weights="none")
     assert base.augment.enabled  # what the user asked for
-    assert not resolve_config(base).augment.enabled  # cached, one view: images as they are
-    assert resolve_config(replace(base, cache_views=3)).augment.enabled
-    assert resolve_config(replace(base, mode="end_to_end")).augment.enabled
+    assert not resolve_config(base, "float32").augment.enabled  # cached, one view: images as they are
+    assert resolve_config(replace(base, cache_views=3), "float32").augment.enabled
+    assert resolve_config(replace(base, mode="end_to_end"), "float32").augment.enabled
     models, run_id = trained  # trained from the command line in cached mode with one view
     config = json.loads((models / run_id / "config.json").read_text())
     assert (config["mode"], config["cache_views"], config["augment"]["enabled"]) == ("cached", 1, False)

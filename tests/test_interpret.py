@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core.interpret import (
-    Interpretation,
-    apply_temperature,
-    compare,
-    config_diff,
-    expected_calibration_error,
-    fit_temperature,
-)
+from core.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from core.interpret import Interpretation, compare, config_diff
 
 CLASSES = ["a", "b", "c"]
 

@@ -21,6 +21,8 @@ def direct_imports(module: str) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "core" and node.level == 0:
+            names.update(f"core.{alias.name}" for alias in node.names)  # from core import batch
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
@@ -63,6 +65,10 @@ def test_core_never_imports_streamlit(module):
         "split",
         "shortcut",
         "progress",
+        "resolve",
+        "calibration",
+        "tta",
+        "interpret",
     ],
 )
 def test_bottom_layer_needs_neither_tensorflow_nor_keras(module):
@@ -75,3 +81,32 @@ def test_model_and_augmentation_need_keras_but_not_tensorflow(module):
     imports = top_level(all_imports(module))
     assert "keras" in imports
     assert "tensorflow" not in imports
+
+
+SERVING = {"core.batch", "core.inference"}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "evaluate",
+        "external",
+        "train",
+        "feeds",
+        "recorder",
+        "lifecycle",
+        "phases",
+        "ood_fit",
+        "interpret",
+        "card",
+    ],
+)
+def test_training_evaluation_and_analysis_never_import_the_serving_layer(module):
+    # Test-time augmentation in evaluation uses core.tta and the model, not a Classifier.
+    assert not all_imports(module) & SERVING
+
+
+def test_serving_takes_the_temperature_from_calibration_not_from_analysis():
+    imports = all_imports("inference")
+    assert "core.calibration" in imports
+    assert "core.interpret" not in imports

@@ -203,7 +203,7 @@ def test_export_savedmodel_serves_the_same_probabilities(trained, tmp_path):
 def test_cosine_schedule_falls_from_the_fine_tuning_rate_to_zero(dataset):
     from conftest import tiny_config
 
-    from core.train import plan_phases
+    from core.phases import plan_phases
 
     head, finetune = plan_phases(tiny_config(dataset, finetune_schedule="cosine", finetune_lr=3e-4))
     assert float(head.optimizer(10).learning_rate) == pytest.approx(head.learning_rate)  # constant
@@ -239,7 +239,7 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     from conftest import tiny_config
 
     from core.config import TrainConfig, input_size_for
-    from core.distribute import resolve_precision
+    from core.distribute import machine_precision
     from core.errors import ConfigError
     from core.model import load_model
     from core.train import prepare_run
@@ -258,7 +258,7 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     # "auto" is written down as what it stands for on this machine, and no input size as
     # the size that arithmetic trains at.
     auto = prepare_run(Registry(tmp_path), tiny_config(dataset, input_size=None), "auto")
-    assert auto.config["precision"] == resolve_precision("auto") != "auto"
+    assert auto.config["precision"] == machine_precision() != "auto"
     assert auto.config["input_size"] == input_size_for(auto.config["precision"])
 
 
@@ -266,7 +266,7 @@ def test_a_hand_written_config_without_the_machine_choices_trains_as_they_resolv
     from conftest import tiny_config
 
     from core.config import input_size_for
-    from core.distribute import resolve_precision
+    from core.distribute import machine_precision
     from core.train import prepare_run, train_run
 
     registry = Registry(tmp_path)
@@ -274,7 +274,7 @@ def test_a_hand_written_config_without_the_machine_choices_trains_as_they_resolv
     # As a user might write it: "auto" and no input size, not the numbers prepare_run writes.
     run.write("config.json", {**run.config, "precision": "auto", "input_size": None})
     train_run(registry, run, verbose=0)
-    precision = resolve_precision("auto")
+    precision = machine_precision()
     assert run.state == "completed" and run.read("meta.json")["precision"] == precision
     size = input_size_for(precision)
     assert run.config["precision"] == precision and run.config["input_size"] == size
@@ -306,8 +306,10 @@ def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
 def test_the_checkpoint_holds_the_epoch_the_run_keeps(dataset, tmp_path, keep, kept):
     from conftest import tiny_config
 
+    from core.lifecycle import StopFlag
     from core.model import build_model, load_model
-    from core.train import RunRecorder, StopFlag, plan_phases
+    from core.phases import plan_phases
+    from core.recorder import RunRecorder
 
     model = build_model(4, 75, "none")
     recorder = RunRecorder(
