@@ -112,12 +112,12 @@ def held_out(sources: dict[str, str], audit: Audit, source: str) -> tuple[list[s
     shared_groups = {
         group_of[i] for i, file in enumerate(audit.files) if i in group_of and sources.get(file) != source
     }
-    held = [
-        file
+    held_at = [
+        i
         for i, file in enumerate(audit.files)
         if sources.get(file) == source and group_of.get(i) not in shared_groups
     ]
-    position = {f: i for i, f in enumerate(audit.files)}
-    held_groups = {group_of[position[f]] for f in held if position[f] in group_of}
+    held = [audit.files[i] for i in held_at]
+    held_groups = {group_of[i] for i in held_at if i in group_of}
     copies = {audit.files[m] for g in held_groups for m in audit.groups[g]}
     return held, set(held) | copies

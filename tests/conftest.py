@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,43 @@ def trained(tmp_path_factory, dataset):
     assert (models / "tiny" / "status.json").is_file()
     assert json.loads((models / "tiny" / "status.json").read_text())["state"] == "completed"
     return models, "tiny"
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, dataset, trained):
+    """The app's environment for AppTest: the generated dataset and a copy of the trained
+    registry (a page may write to it). Returns (Registry, run id)."""
+    from core.registry import Registry
+
+    models, run_id = trained
+    registry_root = tmp_path / "models"
+    shutil.copytree(models, registry_root)
+    monkeypatch.setenv("BTMRI_DATA", str(dataset))
+    monkeypatch.setenv("BTMRI_MODELS", str(registry_root))
+    return Registry(registry_root), run_id
+
+
+@pytest.fixture(scope="module")
+def saliency_model():
+    """A weights-none InceptionV3 at 150 px (mixed10 is 3x3: maps with structure) whose
+    head has random, non-zero weights, so every class has a map."""
+    import keras
+    import numpy as np
+
+    from core.model import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model(4, 150, "none")
+    head = model.get_layer("predictions")
+    head.kernel.assign(np.random.default_rng(0).normal(0, 0.05, head.kernel.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def saliency_image():
+    """A 150-px image with a bright blob off centre and two gradients."""
+    import numpy as np
+
+    y, x = np.mgrid[0:150, 0:150] / 150
+    blob = np.exp(-(((x - 0.3) ** 2 + (y - 0.6) ** 2) / 0.02))
+    return (np.stack([blob, x, y], -1) * 255).astype(np.uint8)

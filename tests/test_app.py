@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import plotly.io
-import pytest
 from conftest import ROOT
 from datagen import jpeg_bytes, slice_image
 from dicomgen import PATIENT_ID, PATIENT_NAME, mixed_zip, scan_bytes, volume
@@ -19,16 +18,6 @@ from core.config import FLAG_BELOW
 from core.registry import Registry, wait_for
 
 TIMEOUT = 180  # TensorFlow imports and model loads take seconds on a 2-core machine
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, dataset, trained):
-    models, run_id = trained
-    registry_root = tmp_path / "models"
-    shutil.copytree(models, registry_root)
-    monkeypatch.setenv("BTMRI_DATA", str(dataset))
-    monkeypatch.setenv("BTMRI_MODELS", str(registry_root))
-    return Registry(registry_root), run_id
 
 
 def start(page: str | None = None) -> AppTest:

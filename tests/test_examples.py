@@ -4,9 +4,7 @@ and the tiny trained run."""
 from __future__ import annotations
 
 import re
-import shutil
 
-import pytest
 from conftest import ROOT
 from datagen import CLASSES
 from streamlit.testing.v1 import AppTest
@@ -28,14 +26,6 @@ def test_two_documented_readable_examples_per_class():
         assert f"`Testing/{cls}/{original}`" in row and re.search(r"CC (BY 4\.0|0 1\.0)|CC0 1\.0", row)
         assert min(decode(f).size) >= 150
     assert sum(f.stat().st_size for f in files) < 500_000
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, dataset, trained):
-    models, _ = trained
-    shutil.copytree(models, tmp_path / "models")
-    monkeypatch.setenv("BTMRI_DATA", str(dataset))
-    monkeypatch.setenv("BTMRI_MODELS", str(tmp_path / "models"))
 
 
 def prediction(at: AppTest) -> str:

@@ -3,8 +3,6 @@ map, leave the model alone and repeat with their seed; Classify and Results show
 
 from __future__ import annotations
 
-import shutil
-
 import keras
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from datagen import jpeg_bytes, slice_image
 from streamlit.testing.v1 import AppTest
 
 from core.explain import Explainer
-from core.model import build_model
 from core.sanity import Cascade, cascade, group_layers, randomised_copy, step_name
 
 TIMEOUT = 240  # the first check clones the model three times
@@ -21,19 +18,13 @@ TOGGLE = "Sanity check: randomise the model"
 
 
 @pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(3)
-    model = build_model(4, 150, "none")  # mixed10 is 3x3 at 150 px: maps with structure
-    head = model.get_layer("predictions")
-    head.kernel.assign(np.random.default_rng(0).normal(0, 0.05, head.kernel.shape).astype(np.float32))
-    return model
+def model(saliency_model):
+    return saliency_model
 
 
 @pytest.fixture(scope="module")
-def image():
-    y, x = np.mgrid[0:150, 0:150] / 150
-    blob = np.exp(-(((x - 0.3) ** 2 + (y - 0.6) ** 2) / 0.02))
-    return (np.stack([blob, x, y], -1) * 255).astype(np.uint8)
+def image(saliency_image):
+    return saliency_image
 
 
 def kernels(model: keras.Model) -> dict[str, np.ndarray]:
@@ -77,14 +68,6 @@ def test_the_same_seed_draws_the_same_weights(model):
     first, again, other = (kernels(randomised_copy(model, groups, seed)) for seed in (0, 0, 1))
     assert all(np.array_equal(first[name], again[name]) for name in first)
     assert not np.array_equal(first["predictions"], other["predictions"])
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, dataset, trained):
-    models, run_id = trained
-    shutil.copytree(models, tmp_path / "models")
-    monkeypatch.setenv("BTMRI_DATA", str(dataset))
-    monkeypatch.setenv("BTMRI_MODELS", str(tmp_path / "models"))
 
 
 def sanity_output(at: AppTest) -> tuple[int, list[str], bool]:
