@@ -1,6 +1,6 @@
 """Results page section "Beyond this dataset": a run's figures on datasets from elsewhere
 beside its official ones, its most confused images there with Grad-CAM, and a form to
-score it on another folder. core.external does the work; this only shows it."""
+score it on another folder. core.evaluation.external does the work; this only shows it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages import charts
 from app_pages.shared import classifier, image_grid, inside_data_roots, model_stamp, registry
 from core.errors import PipelineError
-from core.external import LAYOUT, entry_interpretation, evaluate_external, external_entries
+from core.evaluation.external import LAYOUT, entry_interpretation, evaluate_external, external_entries
 from core.intervals import format_interval
 from core.registry import Run
 

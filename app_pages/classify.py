@@ -24,19 +24,19 @@ from app_pages.shared import (
     registry,
     settle_tensorflow,
 )
-from core import batch
 from core.config import FLAG_BELOW
-from core.dicom import Window, is_dicom, read_dicom
+from core.data.dicom import Window, is_dicom, read_dicom
+from core.data.images import fit_square
 from core.errors import ImageDecodeError, PipelineError
-from core.explain import METHODS, overlay
-from core.images import fit_square
-from core.ood import QUANTILE, WARNING
-from core.scan_report import scan_report_html
-from core.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
+from core.explanation.explain import METHODS, overlay
+from core.model.ood import QUANTILE, WARNING
+from core.model.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
+from core.serving import batch
+from core.serving.scan_report import scan_report_html
 
 MAX_THUMBNAILS = 24
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # see examples/README.md
-settle_tensorflow()  # this page imports TensorFlow (core.batch), with or without a model
+settle_tensorflow()  # this page imports TensorFlow (core.serving.batch), with or without a model
 
 
 def loaded(run):

@@ -7,8 +7,8 @@ import streamlit as st
 from app_pages import charts
 from app_pages.shared import image_grid, registry, usable_runs
 from core.errors import PipelineError
-from core.interpret import Interpretation, compare, config_diff, paired_test
-from core.launcher import launch_ensemble
+from core.evaluation.interpret import Interpretation, compare, config_diff, paired_test
+from core.training.launcher import launch_ensemble
 
 st.title("Compare runs")
 runs = [r for r in usable_runs() if r.metrics]

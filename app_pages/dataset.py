@@ -21,11 +21,11 @@ from app_pages.shared import (
     shortcut_score,
     thumbnail,
 )
-from core import fetch
-from core.audit import describe_left_out
+from core.data import fetch
+from core.data.audit import describe_left_out
+from core.data.shortcut import describe as describe_shortcut
 from core.errors import PipelineError
 from core.intervals import format_interval
-from core.shortcut import describe as describe_shortcut
 
 
 @st.cache_resource

@@ -7,8 +7,8 @@ import html
 import pandas as pd
 
 from app_pages import charts
-from core.interpret import Interpretation
-from core.ood import describe_check
+from core.evaluation.interpret import Interpretation
+from core.model.ood import describe_check
 from core.registry import Run
 
 DISCLAIMER = "Research and teaching demo. Not a diagnostic device."

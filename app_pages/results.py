@@ -10,10 +10,10 @@ from app_pages import charts, sanity
 from app_pages.report import report_html
 from app_pages.shared import active_run, image_grid, registry, usable_runs
 from core.calibration import apply_temperature
-from core.card import card_html, card_markdown
-from core.config import KEEP_BEFORE_THE_CHOICE
+from core.config import KEEP_WHEN_MISSING
 from core.errors import PipelineError
-from core.interpret import Interpretation
+from core.evaluation.card import card_html, card_markdown
+from core.evaluation.interpret import Interpretation
 from core.intervals import format_interval
 
 CLEAN_SET_HELP = (
@@ -68,7 +68,7 @@ kept_epoch = run.read("meta.json", {}).get("kept_epoch")  # older runs lack it
 if kept_epoch and run.history:
     rule = (
         "the lowest validation loss"
-        if run.config.get("keep", KEEP_BEFORE_THE_CHOICE) == "best"
+        if run.config.get("keep", KEEP_WHEN_MISSING) == "best"
         else "the last epoch with a finite validation loss"
     )
     st.caption(f"The model holds the weights of epoch {kept_epoch} of {len(run.history)}: {rule}.")

@@ -1,5 +1,5 @@
 """The saliency sanity check on a page: the real map beside the maps of copies of the model
-whose learned weights are destroyed (core.sanity), with their rank correlations.
+whose learned weights are destroyed (core.explanation.sanity), with their rank correlations.
 
 TensorFlow is imported only once the check is switched on, so pages that merely offer the
 toggle load without it.
@@ -32,7 +32,7 @@ EXPLANATION = (
 @st.cache_resource(max_entries=1, show_spinner=False)
 def _cascade(models_root: str, run_id: str, stamp: float):
     """The run's randomised copies, built on first use and kept for the next images."""
-    from core.sanity import Cascade
+    from core.explanation.sanity import Cascade
 
     return Cascade(explainer(models_root, run_id, stamp))
 
@@ -47,7 +47,7 @@ def show(
     run: Run, image: np.ndarray, class_index: int, method: str, alpha: float = 0.45, colormap: str = "jet"
 ) -> None:
     """The real map and each randomised one side by side, with the rank correlations."""
-    from core.explain import overlay
+    from core.explanation.explain import overlay
 
     cascade = _cascade(str(registry().root), run.id, model_stamp(run))
     with st.spinner(f"{method} on randomised copies of the model ..."):
@@ -64,8 +64,8 @@ def show(
 
 def for_test_images(run: Run, interp, indices: list[int]) -> None:
     """The check on one of the listed test images, for its predicted class."""
-    from core.explain import METHODS
-    from core.images import load_rgb
+    from core.data.images import load_rgb
+    from core.explanation.explain import METHODS
 
     if not indices:
         return

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.dataset import LAYOUT_HELP, DatasetIndex, resolve_inside, scan_dataset
+from core.data.dataset import LAYOUT_HELP, DatasetIndex, resolve_inside, scan_dataset
+from core.data.images import read_header
 from core.errors import PipelineError
-from core.images import read_header
 from core.registry import DEFAULT_MODELS_DIR, Registry, Run
 
 DISCLAIMER = (
@@ -106,7 +106,7 @@ def image_properties(root: str) -> pd.DataFrame:
 @st.cache_data(max_entries=1024, show_spinner=False)
 def thumbnail(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, int]]:
     """A 192 px preview of a file and its original size, decoded once per file version."""
-    from core.images import decode
+    from core.data.images import decode
 
     image = decode(Path(path))
     size = image.size
@@ -116,14 +116,14 @@ def thumbnail(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _stored_audit(root: str, stamp: tuple, cache_root: str):
-    from core.audit import cached_audit
+    from core.data.audit import cached_audit
 
     return cached_audit(scan_dataset(root), Path(cache_root))
 
 
 def dataset_audit(index: DatasetIndex):
     """The duplicate/leakage audit, with a progress bar the first time it is computed."""
-    from core.audit import audit_file, cached_audit
+    from core.data.audit import audit_file, cached_audit
 
     cache_root = registry().cache_dir
     if not audit_file(index, cache_root).is_file():
@@ -139,15 +139,15 @@ def dataset_audit(index: DatasetIndex):
 
 @st.cache_data(max_entries=4, show_spinner="Measuring what the image properties alone give away ...")
 def _shortcut(root: str, stamp: tuple, cache_root: str) -> dict:
-    from core.audit import cached_audit
-    from core.shortcut import cached_shortcut_score
+    from core.data.audit import cached_audit
+    from core.data.shortcut import cached_shortcut_score
 
     index = scan_dataset(root)
     return cached_shortcut_score(index, cached_audit(index, Path(cache_root)), Path(cache_root))
 
 
 def shortcut_score(index: DatasetIndex) -> dict:
-    """The shortcut score (core.shortcut) of this dataset, computed once per dataset."""
+    """The shortcut score (core.data.shortcut) of this dataset, computed once per dataset."""
     return _shortcut(str(index.root), _folder_stamp(str(index.root)), str(registry().cache_dir))
 
 
@@ -171,14 +171,14 @@ def settle_tensorflow() -> bool:
 @st.cache_resource(max_entries=3, show_spinner="Loading the model ...")
 def classifier(models_root: str, run_id: str, stamp: float):
     settle_tensorflow()
-    from core.inference import Classifier
+    from core.serving.inference import Classifier
 
     return Classifier(Registry(models_root).get(run_id))
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def explainer(models_root: str, run_id: str, stamp: float):
-    from core.explain import Explainer
+    from core.explanation.explain import Explainer
 
     return Explainer(classifier(models_root, run_id, stamp).model)
 
@@ -273,7 +273,7 @@ def image_grid(
     """Test images of a run with their probabilities (and a saliency overlay on demand).
     `root`: the folder interp's files are named from, the run's dataset unless given;
     `notes`: one more line per file of interp (an external set's MR sequence)."""
-    from core.images import load_rgb
+    from core.data.images import load_rgb
 
     if not indices:
         st.caption("None.")
@@ -295,7 +295,7 @@ def image_grid(
                 continue
             predicted = int(interp.y_pred[i])
             if show_cam:
-                from core.explain import overlay
+                from core.explanation.explain import overlay
 
                 cam = explainer(str(registry().root), run.id, model_stamp(run))
                 image = overlay(image, cam.heatmap(image, predicted))

@@ -7,11 +7,18 @@ import streamlit as st
 
 from app_pages import charts, config_form
 from app_pages.shared import inside_data_roots, registry
-from core.cache_usage import CLEARING, CacheFolder, cache_folders, clear_cache, human_size, spec_summary
 from core.config import PRESETS, TrainConfig, preset_config, settings
 from core.errors import PipelineError
-from core.launcher import launch, stop
 from core.registry import Run
+from core.training.cache_usage import (
+    CLEARING,
+    CacheFolder,
+    cache_folders,
+    clear_cache,
+    human_size,
+    spec_summary,
+)
+from core.training.launcher import launch, stop
 
 st.title("Train")
 reg = registry()
@@ -87,7 +94,7 @@ def start_label(preset: str, start: TrainConfig, config: TrainConfig) -> str:
 def start_run(config: TrainConfig) -> None:
     """Check the dataset folder, launch the run and follow it; errors are shown, not raised."""
     try:
-        from core.dataset import scan_dataset
+        from core.data.dataset import scan_dataset
 
         config.data_dir = str(inside_data_roots(config.data_dir))
         scan_dataset(config.data_dir)

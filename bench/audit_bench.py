@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DATASET, machine  # noqa: E402
-from core.audit import run_audit  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
+from core.data.audit import run_audit  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
 
 PROVENANCE = {
     "testing_with_copy_in_training": 484,

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.inference import Classifier  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from core.serving.inference import Classifier  # noqa: E402
 
 
 def threaded(classifier: Classifier, images: np.ndarray) -> None:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import CHROMIUM_FLAGS, DATASET, OUT, machine, start_app  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
 
 
 class PeakMemory(threading.Thread):

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from bench.fast_bench import report, time_to_accuracy  # noqa: E402
-from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.train import prepare_run, train_run  # noqa: E402
+from core.training.cache import ActivationCache  # noqa: E402
+from core.training.train import prepare_run, train_run  # noqa: E402
 
 # Run 2: fine-tune only mixed8-mixed10, at half the default rate, for two epochs: a
 # user's typical second experiment, cheap because its cache derives from run 1's

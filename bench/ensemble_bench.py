@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.ensemble import create_ensemble  # noqa: E402
-from core.evaluate import evaluate_run, evaluate_tta  # noqa: E402
-from core.images import load_rgb  # noqa: E402
-from core.inference import Classifier  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.data.images import load_rgb  # noqa: E402
+from core.evaluation.evaluate import evaluate_run, evaluate_tta  # noqa: E402
+from core.model.tta import DEFAULT_VIEWS, views  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.tta import DEFAULT_VIEWS, views  # noqa: E402
+from core.serving.inference import Classifier  # noqa: E402
+from core.training.ensemble import create_ensemble  # noqa: E402
 
 
 def latency_ms(classifier: Classifier, images: np.ndarray, tta=(), repeats: int = 15) -> float:

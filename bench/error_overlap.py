@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine  # noqa: E402
 from core.errors import PipelineError  # noqa: E402
-from core.interpret import Interpretation  # noqa: E402
+from core.evaluation.interpret import Interpretation  # noqa: E402
 from core.registry import Registry  # noqa: E402
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import DATASET, OUT, machine, print_metrics, standin_weights  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.train import prepare_run, train_run  # noqa: E402
+from core.training.train import prepare_run, train_run  # noqa: E402
 
 
 def train_once(registry: Registry, config: TrainConfig, run_id: str, cache: Path):

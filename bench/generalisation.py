@@ -26,13 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import SHARED, machine  # noqa: E402
-from core.audit import cached_audit  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.external import describe as describe_external  # noqa: E402
-from core.external import evaluate_external  # noqa: E402
+from core.data.audit import cached_audit  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.data.shortcut import cached_shortcut_score, describe  # noqa: E402
+from core.evaluation.external import describe as describe_external  # noqa: E402
+from core.evaluation.external import evaluate_external  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.shortcut import cached_shortcut_score, describe  # noqa: E402
 
 EXTERNAL = SHARED / "datasets" / "external-radiopaedia-dev"
 

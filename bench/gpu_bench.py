@@ -4,20 +4,20 @@
     .venv/bin/python bench/gpu_bench.py --quick       # a dry run here (tiny, CPU)
 
 The end-to-end path decodes and augments images in its input pipeline and trains the
-classifier as core.model builds it: what a GPU user would pick. This times each stage on
-its own: decoding (core.images.load_rgb on one thread and on all cores), core.augment's
+classifier as core.model.network builds it: what a GPU user would pick. This times each stage on
+its own: decoding (core.data.images.load_rgb on one thread and on all cores), core.model.augment's
 augmentation on a batch, a training step of each phase (head only, fine-tuning from the
 default block, the whole network as in the reference notebook) in float32 and in mixed
 bfloat16, and prediction. Training steps are train_on_batch calls on host batches,
 each waited for, so they include the copy to the device; their images/s give seconds
 per epoch over the 5712 Training images and a projection of a default run.
 
-The augmentation stays out of the compiled training step, as in core.pipeline: Keras
+The augmentation stays out of the compiled training step, as in core.data.pipeline: Keras
 compiles nothing for a model that holds RandomRotation or RandomZoom (their
 supports_jit is False), and on an H200 such a model trained the whole network at 10.7
 images/s instead of about 850.
 
-It imports core.augment, core.model and core.images, which need Keras but not
+It imports core.model.augment, core.model.network and core.data.images, which need Keras but not
 TensorFlow: the GPU machine lent here has JAX and PyTorch, no TensorFlow, and no
 registry to install it from, so Keras runs on JAX there. Inputs are random images (the
 arithmetic does not depend on the values), so it reports speed, not accuracy. Prints the
@@ -44,10 +44,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.common import machine  # noqa: E402
-from core.augment import build_augmenter  # noqa: E402
 from core.config import AugmentConfig, TrainConfig, input_size_for  # noqa: E402
-from core.images import load_rgb  # noqa: E402
-from core.model import build_model, set_trainable  # noqa: E402
+from core.data.images import load_rgb  # noqa: E402
+from core.model.augment import build_augmenter  # noqa: E402
+from core.model.network import build_model, set_trainable  # noqa: E402
 
 TRAINING_IMAGES = 5712  # the shared dataset's Training folder
 TESTING_IMAGES = 1311
@@ -206,8 +206,8 @@ def main() -> None:
                 out.write(json.dumps({"name": name, **values}) + "\n")
 
     batches = random_batches(args)
-    record("decoding (core.images.load_rgb)", time_decoding(args))
-    record("augmentation (core.augment)", time_augmentation(args, batches))
+    record("decoding (core.data.images.load_rgb)", time_decoding(args))
+    record("augmentation (core.model.augment)", time_augmentation(args, batches))
     for policy in args.policies.split(","):
         keras.config.set_dtype_policy(policy)
         rates = {}

@@ -24,11 +24,11 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
-from core.batch import classify  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.explain import METHODS, Explainer  # noqa: E402
-from core.inference import Classifier  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.explanation.explain import METHODS, Explainer  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from core.serving.batch import classify  # noqa: E402
+from core.serving.inference import Classifier  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/loso.py [--preset quick] [--seed 2028] [--models bench/out/loso/models]
 
-The Kaggle set merges figshare, SARTAJ and Br35H (core/sources.py says how each image is
+The Kaggle set merges figshare, SARTAJ and Br35H (core/data/sources.py says how each image is
 assigned, and checks it). Most of SARTAJ's meningioma and pituitary slices are re-encoded
 copies of figshare's; this holds out the SARTAJ slices with no copy among the other
 collections, trains a run of the given preset on everything else (the held-out slices and
@@ -28,11 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
-from core.audit import cached_audit  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.external import slug  # noqa: E402
+from core.data.audit import cached_audit  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.data.sources import SARTAJ, assign_sources, held_out  # noqa: E402
+from core.evaluation.external import slug  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
-from core.sources import SARTAJ, assign_sources, held_out  # noqa: E402
 
 WORK = OUT / "loso"
 

@@ -1,4 +1,4 @@
-"""Benchmark: does the out-of-distribution check (core.ood) tell brain MRI slices from the rest?
+"""Benchmark: does the out-of-distribution check (core.model.ood) tell brain MRI slices from the rest?
 
     .venv/bin/python bench/ood_bench.py RUN_ID [--models models] [--data DATASET_ROOT]
 
@@ -11,7 +11,7 @@ degrees, inverted, or cropped to their centre; and, reported on their own, MR im
 that are not axial brain slices of this dataset (pydicom's and matplotlib's).
 
 Prints the AUROC of the run's check (squared Mahalanobis distance of unit-length
-pooled features, core.ood), of the same on raw features, of the energy score and of the
+pooled features, core.model.ood), of the same on raw features, of the energy score and of the
 max-softmax baseline against the non-MRI images and against the near ones; the share of
 Testing images and of each group flagged at the validation 95th percentile (the check's
 and the raw score's); and the cost of a scan with its score and closed-form Grad-CAM
@@ -37,13 +37,13 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageOps  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.explain import Explainer  # noqa: E402
-from core.images import decode_frames, fit_square  # noqa: E402
-from core.inference import Classifier  # noqa: E402
-from core.model import ensemble_members  # noqa: E402
-from core.ood import OODCheck, energy_score, fit_check  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.data.images import decode_frames, fit_square  # noqa: E402
+from core.explanation.explain import Explainer  # noqa: E402
+from core.model.network import ensemble_members  # noqa: E402
+from core.model.ood import OODCheck, energy_score, fit_check  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from core.serving.inference import Classifier  # noqa: E402
 
 Images = list[Image.Image]
 
@@ -249,7 +249,7 @@ def checks(classifier: Classifier, run, index) -> tuple[str, OODCheck]:
     """The run's saved check (or, when it has none, one fitted in memory as `python -m
     core evaluate` would fit it), and Mahalanobis on the raw features fitted in memory on
     the same images to compare; nothing is written into the run."""
-    from core.ood_fit import run_features
+    from core.training.ood_fit import run_features
 
     started = time.monotonic()
     x_train, y_train, x_val, info = run_features(run, index, classifier.model)

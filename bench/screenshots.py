@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import CHROMIUM_FLAGS, DATASET, OUT, machine, standin_weights, start_app  # noqa: E402
-from core.cache_usage import cache_folders  # noqa: E402
 from core.registry import Registry, Run  # noqa: E402
+from core.training.cache_usage import cache_folders  # noqa: E402
 
 WIDTH = 1400
 TALL = 6000  # taller than any page, so nothing scrolls and every element has its place

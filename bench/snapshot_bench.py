@@ -34,17 +34,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
-from core.audit import cached_audit  # noqa: E402
-from core.cache import ActivationCache  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
-from core.dataset import scan_dataset  # noqa: E402
-from core.distribute import machine_precision  # noqa: E402
-from core.feeds import CachedFeed  # noqa: E402
-from core.model import build_model, set_precision, set_trainable  # noqa: E402
-from core.phases import Phase, plan_phases  # noqa: E402
-from core.pipeline import SkippedFiles  # noqa: E402
+from core.data.audit import cached_audit  # noqa: E402
+from core.data.dataset import scan_dataset  # noqa: E402
+from core.data.pipeline import SkippedFiles  # noqa: E402
+from core.data.split import run_split  # noqa: E402
+from core.model.network import build_model, set_precision, set_trainable  # noqa: E402
 from core.resolve import resolve_config  # noqa: E402
-from core.split import run_split  # noqa: E402
+from core.training.cache import ActivationCache  # noqa: E402
+from core.training.distribute import machine_precision  # noqa: E402
+from core.training.feeds import CachedFeed  # noqa: E402
+from core.training.phases import Phase, plan_phases  # noqa: E402
 
 
 class Silent:

@@ -39,7 +39,7 @@ EPOCH = 5426  # training images of a run with the default 5% validation
 ONE_SETTING = """
 import json, sys, time
 import keras, numpy as np
-from core.model import build_model, set_precision, set_trainable
+from core.model.network import build_model, set_precision, set_trainable
 weights, jit, train_bn = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 steps, batch, size = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 model = build_model(4, size, weights, 0.2)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.par
 from bench.common import DATASET, machine, print_metrics, standin_weights  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.registry import Registry  # noqa: E402
-from core.train import prepare_run, train_run  # noqa: E402
+from core.training.train import prepare_run, train_run  # noqa: E402
 
 
 def main() -> None:

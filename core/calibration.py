@@ -54,12 +54,16 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def negative_log_likelihood(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean of -log p(true class) over the images (probabilities clipped at EPS)."""
+    return float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], EPS, 1.0)).mean())
+
+
 def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     """The T > 0 that minimises the negative log-likelihood (fit on validation data)."""
 
     def nll(log_t: float) -> float:
-        p = apply_temperature(probs, float(np.exp(log_t)))
-        return float(-np.log(np.clip(p[np.arange(len(y_true)), y_true], EPS, 1.0)).mean())
+        return negative_log_likelihood(apply_temperature(probs, float(np.exp(log_t))), y_true)
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))

@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-from core.audit import describe_left_out
 from core.config import (
     FLAG_BELOW,
     SECTIONS,
@@ -20,11 +19,12 @@ from core.config import (
     preset_values,
     settings,
 )
-from core.dataset import scan_dataset
+from core.data.audit import describe_left_out
+from core.data.dataset import scan_dataset
 from core.errors import PipelineError
+from core.model.tta import DEFAULT_VIEWS, VIEWS, views
 from core.progress import ProgressLog, TrainingLog
 from core.registry import DEFAULT_MODELS_DIR, Registry
-from core.tta import DEFAULT_VIEWS, VIEWS, views
 
 DEFAULT_DATA = os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
 
@@ -145,15 +145,15 @@ def cmd_train(args, registry: Registry) -> int:
             raise PipelineError("give the dataset folder: python -m core train DATA")
         config = _config_from_args(args).validate()
         if config.strategy == "multi_worker":
-            from core.distribute import cluster_from_env
+            from core.training.distribute import cluster_from_env
 
             cluster_from_env()  # a missing or wrong TF_CONFIG fails before a run is created
         scan_dataset(config.data_dir)  # a wrong folder fails here, before a run is created
         if holder := registry.lock_holder():
             raise PipelineError(f"a training is already running: {holder}")
 
-    from core.lifecycle import StopFlag
-    from core.train import prepare_run, train_run
+    from core.training.lifecycle import StopFlag
+    from core.training.train import prepare_run, train_run
 
     stop_flag = StopFlag()
     stop_flag.install_signal_handlers()  # Ctrl-C or the app's Stop button: stop, keep the best
@@ -234,7 +234,7 @@ def cmd_evaluate(args, registry: Registry) -> int:
             raise PipelineError("--tta applies to the run's own Testing split, not to --data")
         return _evaluate_external(run, args.data)
     index = scan_dataset(args.data or run.config.get("data_dir", ""))
-    from core.evaluate import evaluate_run, evaluate_tta
+    from core.evaluation.evaluate import evaluate_run, evaluate_tta
 
     evaluate_run(run, index, verbose=1)
     _print_summary(run)
@@ -250,14 +250,14 @@ def cmd_evaluate(args, registry: Registry) -> int:
 
 def _fit_ood(run, index) -> None:
     """Fit the run's out-of-distribution check on its training and validation images."""
-    from core.ood import describe_check
+    from core.model.ood import describe_check
 
     if run.config.get("kind") == "ensemble":
         member = run.config["members"][0]
         print(f"out-of-distribution check: the first member's (python -m core evaluate {member} fits it)")
         return
-    from core.model import load_model
-    from core.ood_fit import fit_run
+    from core.model.network import load_model
+    from core.training.ood_fit import fit_run
 
     fit_run(run, index, load_model(run.model_path))
     print(describe_check(run))
@@ -269,7 +269,7 @@ def _is_external(data: str | None, run) -> bool:
 
 
 def _evaluate_external(run, root: str) -> int:
-    from core.external import describe, evaluate_external
+    from core.evaluation.external import describe, evaluate_external
 
     m = evaluate_external(run, root, verbose=1)
     print(f"run {run.id} on {m['name']} ({m['root']}): {m['n']} images (95% intervals)")
@@ -285,7 +285,7 @@ def cmd_ensemble(args, registry: Registry) -> int:
             weights = [float(w) for w in args.member_weights.split(",")]
         except ValueError:
             raise PipelineError(f"--member-weights must be numbers: {args.member_weights!r}") from None
-    from core.ensemble import create_ensemble  # checks the members before loading a model
+    from core.training.ensemble import create_ensemble  # checks the members before loading a model
 
     index = scan_dataset(args.data) if args.data else None
     run = create_ensemble(registry, args.runs, weights, args.run_id, index, verbose=1)
@@ -294,7 +294,7 @@ def cmd_ensemble(args, registry: Registry) -> int:
 
 
 def _predict_sources(paths: list[Path]):
-    from core import batch
+    from core.serving import batch
 
     sources = []
     for path in paths:
@@ -311,8 +311,8 @@ def cmd_predict(args, registry: Registry) -> int:
     run = _run_with_model(registry, args.run)
     _tta_views(args)  # a wrong view name fails before TensorFlow loads
     sources = _predict_sources(args.images)
-    from core import batch
-    from core.inference import Classifier
+    from core.serving import batch
+    from core.serving.inference import Classifier
 
     classifier = Classifier(run)
 
@@ -348,9 +348,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cmd_audit(args, registry: Registry) -> int:
-    from core.audit import cached_audit
-    from core.shortcut import cached_shortcut_score
-    from core.shortcut import describe as describe_shortcut
+    from core.data.audit import cached_audit
+    from core.data.shortcut import cached_shortcut_score
+    from core.data.shortcut import describe as describe_shortcut
 
     index = scan_dataset(args.data)
 
@@ -396,7 +396,7 @@ def cmd_export(args, registry: Registry) -> int:
     target = args.out or run.file("saved_model") / "1"  # TF Serving wants a version folder
     if target.exists():
         raise PipelineError(f"{target} already exists; remove it or pass --out")
-    from core.model import load_model
+    from core.model.network import load_model
 
     load_model(run.model_path).export(str(target), format="tf_saved_model", verbose=False)
     print(
@@ -408,7 +408,7 @@ def cmd_export(args, registry: Registry) -> int:
 
 
 def cmd_card(args, registry: Registry) -> int:
-    from core.card import write_card
+    from core.evaluation.card import write_card
 
     run = registry.get(args.run)
     written, gaps = write_card(run, args.out or run.path, args.format)
@@ -445,7 +445,7 @@ def cmd_runs(args, registry: Registry) -> int:
 
 
 def cmd_stop(args, registry: Registry) -> int:
-    from core.launcher import stop
+    from core.training.launcher import stop
 
     if not stop(registry.get(args.run)):
         raise PipelineError(f"run {args.run} is not running")
@@ -460,7 +460,7 @@ def cmd_delete(args, registry: Registry) -> int:
 
 
 def cmd_cache(args, registry: Registry) -> int:
-    from core.cache_usage import cache_folders, clear_cache, human_size, spec_summary
+    from core.training.cache_usage import cache_folders, clear_cache, human_size, spec_summary
 
     if args.clear is not None:
         cleared = clear_cache(registry, args.clear or None)
@@ -481,7 +481,7 @@ def cmd_cache(args, registry: Registry) -> int:
 
 
 def cmd_fetch_data(args, registry: Registry) -> int:
-    from core.fetch import download, from_local
+    from core.data.fetch import download, from_local
 
     fetched = from_local(args.archive, args.to) if args.archive else download(args.to)
     print(fetched.describe())

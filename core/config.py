@@ -30,7 +30,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 KEEPS = ("last", "best")
 # What a config.json without "keep" means. Such a config comes from a run that kept its
 # lowest validation loss, so reading it as "best" re-runs it as it ran.
-KEEP_BEFORE_THE_CHOICE = "best"
+KEEP_WHEN_MISSING = "best"
 
 # The input size of a config that names none. Mixed bfloat16 arithmetic affords
 # InceptionV3's own 299 px; in float32 (most laptops' CPUs) a 299-px epoch costs about 1.5x
@@ -460,7 +460,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        values.setdefault("keep", KEEP_BEFORE_THE_CHOICE)
+        values.setdefault("keep", KEEP_WHEN_MISSING)
         augment = values.pop("augment", {}) or {}
         try:
             return cls(**values, augment=AugmentConfig(**augment))

@@ -2,7 +2,7 @@
 
 A config may say precision "auto" and name no input size; a run records what these
 stood for, so it re-runs the same on another machine. The resolution is pure: the
-facts about the machine come in as arguments (core.distribute reads them).
+facts about the machine come in as arguments (core.training.distribute reads them).
 """
 
 from __future__ import annotations

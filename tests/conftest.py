@@ -103,7 +103,7 @@ def saliency_model():
     import keras
     import numpy as np
 
-    from core.model import build_model
+    from core.model.network import build_model
 
     keras.utils.set_random_seed(3)
     model = build_model(4, 150, "none")

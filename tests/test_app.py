@@ -298,7 +298,7 @@ def test_classify_batch_tab_tables_a_zip_and_a_server_folder(app_env, dataset):
 def test_classify_with_tta_and_an_ensemble_side_by_side(app_env, dataset):
     registry, run_id = app_env
     shutil.copytree(registry.root / run_id, registry.root / "twin")
-    from core.ensemble import create_ensemble
+    from core.training.ensemble import create_ensemble
 
     create_ensemble(registry, [run_id, "twin"], run_id="ens")
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
@@ -324,8 +324,8 @@ def test_classify_warns_exactly_when_core_finds_the_scan_unusual(app_env, datase
     import pydicom.data
     from PIL import Image
 
-    from core.inference import Classifier
-    from core.ood import WARNING
+    from core.model.ood import WARNING
+    from core.serving.inference import Classifier
 
     registry, run_id = app_env
     run = registry.get(run_id)

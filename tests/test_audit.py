@@ -12,11 +12,11 @@ from conftest import run_cli
 from datagen import make_dataset
 from PIL import Image
 
-from core.audit import cached_audit, run_audit
 from core.config import TrainConfig
-from core.dataset import scan_dataset, split_validation
-from core.evaluate import Predictions, clean_metrics
-from core.split import run_split
+from core.data.audit import cached_audit, run_audit
+from core.data.dataset import scan_dataset, split_validation
+from core.data.split import run_split
+from core.evaluation.evaluate import Predictions, clean_metrics
 
 
 def reencode(src, dst, quality=60, scale=1.0, gain=1.0, offset=0.0, mirror=False):

@@ -13,14 +13,14 @@ from conftest import run_cli
 from datagen import slice_image
 from dicomgen import PATIENT_ID, PATIENT_NAME, dicom, mixed_zip, scan_bytes, volume
 
-from core import batch
-from core.dataset import resolve_inside
+from core.data.dataset import resolve_inside
 from core.errors import PipelineError
-from core.explain import overlay
-from core.inference import Classifier
+from core.explanation.explain import overlay
 from core.intervals import format_interval
 from core.registry import Registry
-from core.scan_report import NOT_A_DEVICE, scan_report_html
+from core.serving import batch
+from core.serving.inference import Classifier
+from core.serving.scan_report import NOT_A_DEVICE, scan_report_html
 
 
 @pytest.fixture(scope="module")

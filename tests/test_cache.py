@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from conftest import TINY_TRAIN_ARGS, run_cli
 
-from core.cache import ActivationCache, cache_key
-from core.cache_usage import cache_folders, clear_cache
 from core.config import TrainConfig, input_size_for
-from core.dataset import scan_dataset
-from core.distribute import machine_precision
+from core.data.dataset import scan_dataset
+from core.data.images import load_rgb
+from core.data.pipeline import SkippedFiles
 from core.errors import ConfigError, PipelineError, TrainingBusyError
-from core.images import load_rgb
-from core.model import build_model, set_precision
-from core.pipeline import SkippedFiles
+from core.model.network import build_model, set_precision
 from core.registry import Registry
+from core.training.cache import ActivationCache, cache_key
+from core.training.cache_usage import cache_folders, clear_cache
+from core.training.distribute import machine_precision
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +209,8 @@ def test_a_higher_cut_is_derived_from_a_lower_cache(setup, tmp_path):
 def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset):
     """Calibration of a cached run uses the validation images' cached activations; the
     temperature and figures match a calibration from the images themselves."""
-    from core.evaluate import calibrate, predict_samples
-    from core.model import load_model
+    from core.evaluation.evaluate import calibrate, predict_samples
+    from core.model.network import load_model
     from core.registry import Registry
 
     models, run_id = trained

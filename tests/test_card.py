@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from core.audit import describe_left_out
-from core.card import NOT_A_DEVICE, build_card
-from core.external import external_entries
-from core.interpret import Interpretation
+from core.data.audit import describe_left_out
+from core.evaluation.card import NOT_A_DEVICE, build_card
+from core.evaluation.external import external_entries
+from core.evaluation.interpret import Interpretation
 from core.intervals import format_interval
 from core.registry import Registry, Run
 
@@ -194,7 +194,7 @@ def test_external_figures_appear_in_figures_and_limits(run_copy):
 
 
 def test_card_module_needs_no_tensorflow():
-    code = "import sys, core.card; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    code = "import sys, core.evaluation.card; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from datagen import CLASSES, make_dataset
 
-from core.dataset import fingerprint, scan_dataset, split_validation, subsample
+from core.data.dataset import fingerprint, scan_dataset, split_validation, subsample
 from core.errors import DatasetError
 
 

@@ -9,9 +9,9 @@ import pytest
 from dicomgen import PATIENT_ID, PATIENT_NAME, dicom, htj2k, jpeg_baseline, no_pixels, rle
 from PIL import Image
 
-from core.dicom import Window, is_dicom, read_dicom
+from core.data.dicom import Window, is_dicom, read_dicom
+from core.data.images import decode, decode_frames, load_rgb
 from core.errors import ImageDecodeError
-from core.images import decode, decode_frames, load_rgb
 
 RAMP = (np.arange(32 * 32).reshape(32, 32) * 3).astype(np.uint16)  # 0 .. 3069
 

@@ -19,12 +19,12 @@ import pytest
 from conftest import ROOT, TINY_TRAIN_ARGS, run_cli
 
 from core.config import SIZE_IN_BFLOAT16, SIZE_IN_FLOAT32, TrainConfig, input_size_for
-from core.dataset import scan_dataset
-from core.distribute import gpu_capabilities, has_bfloat16_units, machine_precision
+from core.data.dataset import scan_dataset
+from core.data.pipeline import SkippedFiles, make_dataset
 from core.errors import ConfigError
-from core.pipeline import SkippedFiles, make_dataset
 from core.registry import Registry
 from core.resolve import auto_precision, resolve_config
+from core.training.distribute import gpu_capabilities, has_bfloat16_units, machine_precision
 
 # Two logical CPU devices stand in for two GPUs; they must exist before TensorFlow
 # starts, hence a fresh process.
@@ -35,7 +35,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from core.config import TrainConfig
 from core.registry import Registry
-from core.train import prepare_run, train_run
+from core.training.train import prepare_run, train_run
 config = TrainConfig(
     data_dir=sys.argv[1], weights="none", input_size=75, batch_size=8, head_epochs=1,
     finetune_epochs=1, unfreeze_from="mixed9", mode="end_to_end", strategy="mirrored",
@@ -61,8 +61,8 @@ def test_mirrored_training_on_two_replicas_gives_a_plain_model(dataset, tmp_path
     assert [h["phase"] for h in run.history] == ["head", "finetune"]
     # The saved model is the ordinary flat model: it loads and predicts in a process
     # without any strategy, and gives the probabilities recorded at evaluation.
-    from core import batch
-    from core.inference import Classifier
+    from core.serving import batch
+    from core.serving.inference import Classifier
 
     rows = run.predictions()
     results = batch.classify(Classifier(run), [(r["file"], dataset / r["file"]) for r in rows])
@@ -170,7 +170,7 @@ def test_two_workers_on_localhost_train_one_model_together(dataset, tmp_path):
         # One model: the same losses, reduced over both workers, on both sides.
         assert epoch[0]["loss"] == epoch[1]["loss"] and epoch[0]["val_loss"] == epoch[1]["val_loss"]
     # ... and the same weights, batch norm statistics included, in both saved models.
-    from core.model import load_model
+    from core.model.network import load_model
 
     weights = [load_model(run.model_path).get_weights() for run in runs]
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
@@ -196,7 +196,7 @@ def test_a_stop_on_one_worker_stops_all_workers_at_the_same_step(dataset, tmp_pa
     # Worker 0 was not signalled, yet it stopped too, instead of waiting for worker 1.
     assert [r.state for r in runs] == ["stopped", "stopped"]
     assert [len(r.history) for r in runs][0] == len(runs[1].history) < 6
-    from core.model import load_model
+    from core.model.network import load_model
 
     weights = [load_model(run.model_path).get_weights() for run in runs]
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
@@ -213,13 +213,13 @@ def test_multi_worker_needs_a_cluster_description(dataset, tmp_path, monkeypatch
 
 
 def test_the_cross_machine_loop_trains_on_the_compiled_loss_label_smoothing_included():
-    """core.loop (what multi-worker runs train with) takes each example's loss from the
+    """core.training.loop (what multi-worker runs train with) takes each example's loss from the
     model's compiled loss: the losses it reports are Keras' own, smoothing included."""
     import keras
     import tensorflow as tf
 
-    from core.lifecycle import StopFlag
-    from core.loop import fit_distributed
+    from core.training.lifecycle import StopFlag
+    from core.training.loop import fit_distributed
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, 5)).astype("float32")
@@ -251,8 +251,8 @@ def test_the_cross_machine_loop_gives_no_weight_to_an_empty_batch():
     import keras
     import tensorflow as tf
 
-    from core.lifecycle import StopFlag
-    from core.loop import fit_distributed
+    from core.training.lifecycle import StopFlag
+    from core.training.loop import fit_distributed
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(24, 5)).astype("float32")

@@ -9,7 +9,7 @@ from conftest import ROOT
 from datagen import CLASSES
 from streamlit.testing.v1 import AppTest
 
-from core.images import decode
+from core.data.images import decode
 
 EXAMPLES = ROOT / "examples"
 TIMEOUT = 180  # TensorFlow imports and model loads take seconds on a 2-core machine

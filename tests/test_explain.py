@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.explain import METHODS, Explainer, PooledGradcam, overlay
-from core.model import LAST_CONV
+from core.explanation.explain import METHODS, Explainer, PooledGradcam, overlay
+from core.model.network import LAST_CONV
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Scoring a run on a dataset from elsewhere (core.external): layouts, refusals, the
+"""Scoring a run on a dataset from elsewhere (core.evaluation.external): layouts, refusals, the
 per-sequence figures, the most confused images, the CLI and the Results page section."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datagen import CLASSES, slice_image
 from streamlit.testing.v1 import AppTest
 
 from core.errors import DatasetError
-from core.external import (
+from core.evaluation.external import (
     entry_interpretation,
     entry_predictions,
     evaluate_external,
@@ -89,7 +89,7 @@ def registry(tmp_path, trained) -> Registry:
 
 @pytest.fixture(scope="module")
 def model(trained):
-    from core.model import load_model
+    from core.model.network import load_model
 
     models, run_id = trained
     return load_model(Registry(models).get(run_id).model_path)
@@ -187,7 +187,7 @@ def test_refusals_name_the_problem(tmp_path):
         scan_external(tmp_path / "nowhere", list(CLASSES))
     bad = make_external(tmp_path / "badcsv", per_class=1, corrupt=False)
     (bad / "sequences.csv").write_text("name,kind\nx,T1\n")
-    from core.external import read_sequences
+    from core.evaluation.external import read_sequences
 
     with pytest.raises(DatasetError, match="'file' and 'sequence'"):
         read_sequences(bad)

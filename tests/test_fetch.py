@@ -1,4 +1,4 @@
-"""Getting the data (core.fetch, `python -m core fetch-data`): a real kagglehub download
+"""Getting the data (core.data.fetch, `python -m core fetch-data`): a real kagglehub download
 that cannot reach Kaggle or is refused, and local zips, safe and hostile."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from conftest import run_cli
 from datagen import make_dataset
 
-from core import fetch
-from core.dataset import scan_dataset
+from core.data import fetch
+from core.data.dataset import scan_dataset
 from core.errors import DatasetError
 
 

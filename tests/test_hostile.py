@@ -19,11 +19,11 @@ from corpus import corpus
 from streamlit.testing.v1 import AppTest
 
 from app_pages.shared import ACCEPTED_UPLOADS
+from core.data.images import load_rgb
 from core.errors import ConfigError, ImageDecodeError, PipelineError
-from core.images import load_rgb
-from core.inference import Classifier
-from core.launcher import launch
 from core.registry import Registry, require_free_space, wait_for
+from core.serving.inference import Classifier
+from core.training.launcher import launch
 
 
 @pytest.mark.parametrize("name", list(corpus()))
@@ -164,7 +164,7 @@ def test_sigkill_in_the_finetune_phase_keeps_the_checkpoint_and_other_runs(datas
     finally:
         _killed(run, registry, pid)
     assert "checkpoint.keras" in run.status["error"]
-    from core.model import load_model
+    from core.model.network import load_model
 
     assert load_model(run.file("checkpoint.keras")).output_shape == (None, 4)  # whole, and safe to load
     assert not run.model_path.exists()
@@ -186,7 +186,7 @@ def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_model(dataset, tmp
     finally:
         _killed(run, registry, pid)
     if run.file("checkpoint.keras").exists():  # killed during a later save: the previous one is whole
-        from core.model import load_model
+        from core.model.network import load_model
 
         assert load_model(run.file("checkpoint.keras")).output_shape == (None, 4)
     assert not run.model_path.exists()

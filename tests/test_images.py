@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from core.data.images import decode, fit_square, load_rgb, read_header
 from core.errors import ImageDecodeError
-from core.images import decode, fit_square, load_rgb, read_header
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

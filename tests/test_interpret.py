@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from core.interpret import Interpretation, compare, config_diff
+from core.evaluation.interpret import Interpretation, compare, config_diff
 
 CLASSES = ["a", "b", "c"]
 

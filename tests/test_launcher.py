@@ -11,9 +11,9 @@ from conftest import tiny_config
 
 from core.config import TrainConfig
 from core.errors import TrainingBusyError
-from core.launcher import launch, stop
-from core.model import load_model
+from core.model.network import load_model
 from core.registry import Registry, wait_for
+from core.training.launcher import launch, stop
 
 
 def slow_config(dataset) -> TrainConfig:

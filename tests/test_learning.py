@@ -20,9 +20,9 @@ import numpy as np
 from datagen import make_dataset
 
 from core.config import TrainConfig
-from core.images import load_rgb
+from core.data.images import load_rgb
 from core.registry import Registry
-from core.train import prepare_run, train_run
+from core.training.train import prepare_run, train_run
 
 SIZE = 75  # InceptionV3's smallest input
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
-from core.evaluate import Predictions, compute_metrics
+from core.evaluation.evaluate import Predictions, compute_metrics
 from core.intervals import (
     bootstrap_intervals,
     confusion_matrices,

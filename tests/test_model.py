@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.model import build_model, load_model, save_model, set_precision, set_trainable
+from core.model.network import build_model, load_model, save_model, set_precision, set_trainable
 
 
 @pytest.fixture(scope="module")

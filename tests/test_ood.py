@@ -11,11 +11,9 @@ import pytest
 from datagen import slice_image
 from PIL import Image
 
-from core import batch
 from core.cli import main
-from core.explain import Explainer
-from core.inference import Classifier
-from core.ood import (
+from core.explanation.explain import Explainer
+from core.model.ood import (
     ARRAYS_FILE,
     INFO_FILE,
     WARNING,
@@ -26,9 +24,11 @@ from core.ood import (
     load_check,
     save_check,
 )
-from core.ood_fit import stratified_subsample
 from core.registry import Registry, Run
-from core.scan_report import scan_report_html
+from core.serving import batch
+from core.serving.inference import Classifier
+from core.serving.scan_report import scan_report_html
+from core.training.ood_fit import stratified_subsample
 
 
 def gaussian_classes(
@@ -119,7 +119,7 @@ def test_a_saved_check_reads_back_with_the_same_scores(tmp_path):
 
 
 def test_stratified_subsample_keeps_each_class_share():
-    from core.dataset import Sample
+    from core.data.dataset import Sample
 
     samples = [Sample(f"{i}.jpg", 0 if i < 300 else 1) for i in range(400)]
     kept = stratified_subsample(samples, 100, seed=3)
@@ -169,7 +169,7 @@ def test_training_fits_the_check_on_the_runs_own_images(tiny):
     assert f"fitted on {info['train_images']} training images" in sentence and "95th percentile" in sentence
     assert "check unavailable" in describe_check(Run(tiny.run.path.parent / "no-such-run"))
     from app_pages.report import report_html
-    from core.interpret import Interpretation
+    from core.evaluation.interpret import Interpretation
 
     interp = Interpretation.from_rows(tiny.run.predictions(), tiny.classes)
     assert html.escape(sentence) in report_html(tiny.run, interp)  # the run's one-page report
@@ -193,7 +193,7 @@ def test_unlike_images_score_higher_than_generated_slices(tiny):
 
 
 def test_tta_averages_the_score_over_the_views(tiny):
-    from core.tta import views
+    from core.model.tta import views
 
     image = mri_like(1, tiny.input_size)[0]
     chosen = views(["original", "flip"])
@@ -274,7 +274,7 @@ def test_predict_json_carries_the_score_and_without_the_files_says_unavailable(t
 
 
 def test_an_ensemble_scores_with_its_first_members_check(trained, tmp_path):
-    from core.ensemble import create_ensemble
+    from core.training.ensemble import create_ensemble
 
     models, run_id = trained
     registry = Registry(tmp_path / "models")

@@ -1,4 +1,4 @@
-"""The saliency sanity check (core.sanity): randomised copies of a real model change the
+"""The saliency sanity check (core.explanation.sanity): randomised copies of a real model change the
 map, leave the model alone and repeat with their seed; Classify and Results show them."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from conftest import ROOT
 from datagen import jpeg_bytes, slice_image
 from streamlit.testing.v1 import AppTest
 
-from core.explain import Explainer
-from core.sanity import Cascade, cascade, group_layers, randomised_copy, step_name
+from core.explanation.explain import Explainer
+from core.explanation.sanity import Cascade, cascade, group_layers, randomised_copy, step_name
 
 TIMEOUT = 240  # the first check clones the model three times
 TOGGLE = "Sanity check: randomise the model"

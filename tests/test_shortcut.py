@@ -10,9 +10,9 @@ import pytest
 from conftest import run_cli
 from datagen import CLASSES, make_dataset, slice_image
 
-from core.audit import run_audit
-from core.dataset import scan_dataset
-from core.shortcut import FEATURES, image_features, shortcut_score
+from core.data.audit import run_audit
+from core.data.dataset import scan_dataset
+from core.data.shortcut import FEATURES, image_features, shortcut_score
 
 # Each "source" stores its class its own way, as figshare, SARTAJ and Br35H do.
 SOURCES = {

@@ -1,4 +1,4 @@
-"""The source signature (core/sources.py) and its leave-one-source-out fold."""
+"""The source signature (core/data/sources.py) and its leave-one-source-out fold."""
 
 from pathlib import Path
 
@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from datagen import make_dataset, slice_image
 
-from core.audit import Audit
-from core.dataset import scan_dataset
-from core.errors import DatasetError
-from core.sources import (
+from core.data.audit import Audit
+from core.data.dataset import scan_dataset
+from core.data.sources import (
     FIGSHARE,
     FIGSHARE_COPY,
     SARTAJ,
@@ -19,6 +18,7 @@ from core.sources import (
     held_out,
     source_of,
 )
+from core.errors import DatasetError
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import TINY_TRAIN_ARGS, run_cli
 
-from core import batch
-from core.dataset import scan_dataset
-from core.inference import Classifier
+from core.data.dataset import scan_dataset
 from core.registry import Registry
+from core.serving import batch
+from core.serving.inference import Classifier
 
 RUN_FILES = [
     "config.json",
@@ -203,7 +203,7 @@ def test_export_savedmodel_serves_the_same_probabilities(trained, tmp_path):
 def test_cosine_schedule_falls_from_the_fine_tuning_rate_to_zero(dataset):
     from conftest import tiny_config
 
-    from core.phases import plan_phases
+    from core.training.phases import plan_phases
 
     head, finetune = plan_phases(tiny_config(dataset, finetune_schedule="cosine", finetune_lr=3e-4))
     assert float(head.optimizer(10).learning_rate) == pytest.approx(head.learning_rate)  # constant
@@ -239,10 +239,10 @@ def test_a_mixed_bfloat16_run_records_its_precision_and_keeps_a_float32_model(da
     from conftest import tiny_config
 
     from core.config import TrainConfig, input_size_for
-    from core.distribute import machine_precision
     from core.errors import ConfigError
-    from core.model import load_model
-    from core.train import prepare_run
+    from core.model.network import load_model
+    from core.training.distribute import machine_precision
+    from core.training.train import prepare_run
 
     args = [str(dataset), *TINY_TRAIN_ARGS, "--precision", "mixed_bfloat16", "--run-id", "bf16"]
     result = run_cli("train", *args, models=tmp_path)
@@ -266,8 +266,8 @@ def test_a_hand_written_config_without_the_machine_choices_trains_as_they_resolv
     from conftest import tiny_config
 
     from core.config import input_size_for
-    from core.distribute import machine_precision
-    from core.train import prepare_run, train_run
+    from core.training.distribute import machine_precision
+    from core.training.train import prepare_run, train_run
 
     registry = Registry(tmp_path)
     run = prepare_run(registry, tiny_config(dataset, max_per_class=4, finetune_epochs=0), "by-hand")
@@ -306,10 +306,10 @@ def test_cache_command_lists_and_clears_the_activation_cache(trained, tmp_path):
 def test_the_checkpoint_holds_the_epoch_the_run_keeps(dataset, tmp_path, keep, kept):
     from conftest import tiny_config
 
-    from core.lifecycle import StopFlag
-    from core.model import build_model, load_model
-    from core.phases import plan_phases
-    from core.recorder import RunRecorder
+    from core.model.network import build_model, load_model
+    from core.training.lifecycle import StopFlag
+    from core.training.phases import plan_phases
+    from core.training.recorder import RunRecorder
 
     model = build_model(4, 75, "none")
     recorder = RunRecorder(

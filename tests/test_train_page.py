@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from app_pages.config_form import widgets
 from core.config import PRESETS, TrainConfig, preset_config
-from core.launcher import stop
 from core.registry import Registry, wait_for
+from core.training.launcher import stop
 
 TIMEOUT = 180  # a launch imports TensorFlow in the page's process (prepare_run)
 # The AppTest element types the form's widget kinds become.

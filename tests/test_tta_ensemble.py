@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from core.ensemble import check_members, normalised
 from core.errors import ConfigError
-from core.model import build_ensemble, ensemble_members, load_model
+from core.model.network import build_ensemble, ensemble_members, load_model
+from core.model.tta import VIEWS, tta_heatmap, tta_probabilities, views
 from core.registry import Registry
-from core.tta import VIEWS, tta_heatmap, tta_probabilities, views
+from core.training.ensemble import check_members, normalised
 
 
 def scene(size: int = 96) -> np.ndarray:
@@ -173,8 +173,8 @@ def test_an_ensemble_is_a_first_class_run(trained, dataset, tmp_path):
     listed = json.loads(run_cli("runs", "--json", models=registry.root).stdout)
     assert "ens" in [r["id"] for r in listed]
     # Saliency: one map per member, and their weighted mean.
-    from core.explain import Explainer
-    from core.inference import Classifier
+    from core.explanation.explain import Explainer
+    from core.serving.inference import Classifier
 
     classifier = Classifier(ens)
     image = classifier.prepare(next((dataset / "Testing" / "glioma").iterdir()))
@@ -196,8 +196,8 @@ def test_tta_evaluation_and_prediction(trained, dataset, tmp_path):
     tta = run.read("tta.json")
     assert tta["views"] == ["original", "flip"] and tta["n"] == run.metrics["n"]
     assert tta["clean"]["n"] == run.metrics["clean"]["n"]
-    from core.images import load_rgb
-    from core.inference import Classifier
+    from core.data.images import load_rgb
+    from core.serving.inference import Classifier
 
     classifier = Classifier(run)
     plain = {r["file"]: r for r in run.predictions()}

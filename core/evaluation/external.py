@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset import DatasetIndex, Sample, fingerprint
+from core.data.dataset import DatasetIndex, Sample, fingerprint
+from core.data.images import load_rgb
 from core.errors import DatasetError, ImageDecodeError
-from core.evaluate import Predictions, compute_metrics, predict_samples
-from core.images import load_rgb
-from core.interpret import Interpretation
+from core.evaluation.evaluate import Predictions, compute_metrics, predict_samples
+from core.evaluation.interpret import Interpretation
 from core.intervals import bootstrap_intervals, format_interval
 from core.io import atomic_write_bytes, read_json
 from core.registry import Run, now_iso
@@ -51,7 +51,7 @@ def _visible_dirs(folder: Path) -> list[str]:
 
 
 def _visible_files(folder: Path) -> list[Path]:
-    # Decoding goes by content, as in core.dataset, so extensions are not trusted.
+    # Decoding goes by content, as in core.data.dataset, so extensions are not trusted.
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
@@ -161,7 +161,7 @@ def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) 
     index = scan_external(root, classes)
     sequences = read_sequences(index.root)  # a malformed csv fails before the model loads
     if model is None:
-        from core.model import load_model  # Keras, loaded only when a model is needed
+        from core.model.network import load_model  # Keras, loaded only when a model is needed
 
         model = load_model(run.model_path)
     predictions = _predict(model, index, int(run.config["input_size"]), verbose)
@@ -316,7 +316,7 @@ class ExternalInterpretation:
 
 
 def entry_interpretation(run: Run, entry: dict) -> ExternalInterpretation:
-    """An external entry's predictions.csv as an Interpretation (core.interpret), or
+    """An external entry's predictions.csv as an Interpretation (core.evaluation.interpret), or
     DatasetError when the entry has no predictions or one of its files, resolved
     against the entry's root, lies outside that root (a hand-edited csv)."""
     rows = entry_predictions(run, entry["slug"])

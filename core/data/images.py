@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.dicom import is_dicom, read_dicom
+from core.data.dicom import is_dicom, read_dicom
 from core.errors import ImageDecodeError
 
 # Raster formats we decode. Anything else (SVG, HTML, PDF ...) is refused by content.
@@ -100,7 +100,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def decode(source: Path | bytes) -> Image.Image:
     """Decode by content, apply the EXIF orientation, convert to RGB. A DICOM file gives
-    its first frame in the file's window (core.dicom for the other frames and windows).
+    its first frame in the file's window (core.data.dicom for the other frames and windows).
 
     Raises ImageDecodeError with a human reason for anything that is not a whole,
     readable raster image.

@@ -51,7 +51,7 @@ class Totals:
 def use_synchronized_batchnorm(model: keras.Model) -> None:
     """Batch norm layers that train use the statistics of the global batch, so that the
     moving averages (not trained by gradients) stay the same on every worker too."""
-    for layer in model.layers:  # the model is flat (core.model.build_model)
+    for layer in model.layers:  # the model is flat (core.model.network.build_model)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
 

@@ -29,16 +29,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.augment import build_augmenter
 from core.config import BLOCKS, TrainConfig
-from core.dataset import Sample, file_digest
-from core.distribute import machine_precision
+from core.data.dataset import Sample, file_digest
+from core.data.images import load_rgb
+from core.data.pipeline import SkippedFiles
 from core.errors import ImageDecodeError
-from core.images import load_rgb
 from core.io import atomic_path
-from core.model import computing_in
-from core.pipeline import SkippedFiles
+from core.model.augment import build_augmenter
+from core.model.network import computing_in
 from core.resolve import resolve_config
+from core.training.distribute import machine_precision
 
 STALE_TMP_S = 60.0
 Progress = Callable[[int, int], None]

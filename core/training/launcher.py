@@ -20,13 +20,13 @@ from core.config import TrainConfig
 from core.errors import PipelineError, TrainingBusyError
 from core.registry import Registry, Run, now_iso, process_alive, wait_for
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _launching = threading.Lock()  # serialises launches from the threads of one app server
 
 
 def launch(registry: Registry, config: TrainConfig, timeout: float = 120.0) -> Run:
     """Start `python -m core train` for a new run; return once it holds the lock."""
-    from core.train import prepare_run  # heavy (TensorFlow), only needed here
+    from core.training.train import prepare_run  # heavy (TensorFlow), only needed here
 
     with _launching:
         holder = registry.lock_holder()
@@ -72,7 +72,7 @@ def launch_ensemble(
 ) -> str:
     """Start `python -m core ensemble` in the background; return the new run's id (the
     run appears in the registry at once and is evaluated in a few minutes)."""
-    from core.ensemble import check_members, normalised
+    from core.training.ensemble import check_members, normalised
 
     check_members([registry.get(i) for i in member_ids])
     normalised(weights, len(member_ids))

@@ -3,7 +3,7 @@
 `compute_metrics` is pure (labels in, numbers out, scikit-learn does the maths);
 `predict_samples` runs a model over files; `evaluate_run` does both for a saved run
 and writes metrics.json and predictions.csv into it; `evaluate_tta` does the same with
-test-time augmentation (the views of core.tta, not the serving layer's Classifier).
+test-time augmentation (the views of core.model.tta, not the serving layer's Classifier).
 """
 
 from __future__ import annotations
@@ -17,14 +17,19 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from core.audit import Audit, cached_audit
-from core.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from core.dataset import DatasetIndex, Sample
+from core.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
+from core.data.audit import Audit, cached_audit
+from core.data.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
 from core.intervals import bootstrap_intervals, figures_from_confusion
 from core.io import atomic_write_bytes
+from core.model.tta import View, tta_probabilities
 from core.registry import Run
-from core.tta import View, tta_probabilities
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
@@ -72,7 +77,7 @@ class Predictions:
     y_true: np.ndarray
     probabilities: np.ndarray  # shape (n, classes)
     skipped: dict[str, str]
-    source: str = "images"  # or "cached activations" (core.feeds' cached mode)
+    source: str = "images"  # or "cached activations" (core.training.feeds' cached mode)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -103,8 +108,8 @@ def predict_samples(
     views: Sequence[View] = (),
 ) -> Predictions:
     """The model's softmax for each readable sample; with `views`, the mean over those
-    test-time augmentation views of each image (core.tta)."""
-    from core.pipeline import SkippedFiles, make_dataset
+    test-time augmentation views of each image (core.model.tta)."""
+    from core.data.pipeline import SkippedFiles, make_dataset
 
     skipped = SkippedFiles()
     ds = make_dataset(samples, len(index.classes), image_size, batch_size, skipped)
@@ -206,8 +211,8 @@ def calibrate(
             "errors": int((p.y_pred != p.y_true).sum()),
             "ece_before": expected_calibration_error(p.probabilities, p.y_true),
             "ece_after": expected_calibration_error(after, p.y_true),
-            "nll_before": _nll(p.probabilities, p.y_true),
-            "nll_after": _nll(after, p.y_true),
+            "nll_before": negative_log_likelihood(p.probabilities, p.y_true),
+            "nll_after": negative_log_likelihood(after, p.y_true),
         }
 
     return {
@@ -231,10 +236,6 @@ def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) 
     return predict_samples(model, index, samples, int(run.config["input_size"]), verbose=verbose)
 
 
-def _nll(probs: np.ndarray, y_true: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
-
-
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
     """Testing figures (official and clean) with test-time augmentation over `chosen`
     views; saved as tta.json and predictions-tta.csv beside the plain ones."""
@@ -256,6 +257,6 @@ def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: i
 
 def _saved_model(run: Run):
     """The run's model.keras (Keras is imported only when a model is needed)."""
-    from core.model import load_model
+    from core.model.network import load_model
 
     return load_model(run.model_path)

@@ -2,7 +2,7 @@
 
 End to end (ImageFeed): decoded, freshly augmented images through the whole network.
 Cached (CachedFeed): the frozen part of the backbone runs once per image and view and
-its activations are stored (core.cache); the head then trains on pooled features and
+its activations are stored (core.training.cache); the head then trains on pooled features and
 fine-tuning on the boundary activations, which is fast on a CPU.
 """
 
@@ -14,16 +14,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.augment import build_augmenter
-from core.cache import ActivationCache
 from core.config import TrainConfig
-from core.dataset import DatasetIndex
+from core.data.dataset import DatasetIndex
+from core.data.pipeline import SkippedFiles, make_dataset
 from core.errors import PipelineError
-from core.evaluate import Predictions
-from core.loop import InputFunction
-from core.phases import Phase
-from core.pipeline import SkippedFiles, make_dataset
-from core.recorder import RunRecorder
+from core.evaluation.evaluate import Predictions
+from core.model.augment import build_augmenter
+from core.training.cache import ActivationCache
+from core.training.loop import InputFunction
+from core.training.phases import Phase
+from core.training.recorder import RunRecorder
 
 
 class Feed:
@@ -44,7 +44,7 @@ class Feed:
         return None
 
     def input_functions(self) -> tuple[InputFunction, InputFunction]:
-        """Training and validation batches for one worker of several (core.loop)."""
+        """Training and validation batches for one worker of several (core.training.loop)."""
         raise PipelineError("only end_to_end mode trains across machines")
 
 

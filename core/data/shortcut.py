@@ -19,10 +19,10 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
-from core.audit import Audit, audit_key
-from core.dataset import DatasetIndex, Sample
+from core.data.audit import Audit, audit_key
+from core.data.dataset import DatasetIndex, Sample
+from core.data.images import decode, read_header
 from core.errors import ImageDecodeError
-from core.images import decode, read_header
 from core.intervals import bootstrap_intervals
 from core.io import atomic_write_json, read_json
 

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 import keras
 import numpy as np
 
-from core.lifecycle import StopFlag, StopRequested
-from core.model import save_model
-from core.phases import Phase
+from core.model.network import save_model
 from core.registry import Run, now_iso
+from core.training.lifecycle import StopFlag, StopRequested
+from core.training.phases import Phase
 
 
 class RunRecorder(keras.callbacks.Callback):

@@ -30,9 +30,9 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from core.dataset import DatasetIndex, file_digest
+from core.data.dataset import DatasetIndex, file_digest
+from core.data.images import decode
 from core.errors import ImageDecodeError
-from core.images import decode
 from core.io import atomic_write_json, read_json
 
 COARSE, FINE = 32, 128

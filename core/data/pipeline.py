@@ -1,6 +1,6 @@
 """tf.data input pipelines: parallel decoding, batching, prefetching, augmentation.
 
-Decoding goes through core.images.load_rgb (Pillow, by content) so that training sees
+Decoding goes through core.data.images.load_rgb (Pillow, by content) so that training sees
 exactly what inference sees. A file that cannot be decoded is recorded in a
 SkippedFiles log with its reason and dropped from the stream; it never ends a run.
 """
@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.dataset import Sample
+from core.data.dataset import Sample
+from core.data.images import load_rgb
 from core.errors import ImageDecodeError
-from core.images import load_rgb
 
 # Our datasets filter out unreadable files, so Keras cannot know their length in
 # advance and warns at the end of every pass; that is expected here.

@@ -1,4 +1,4 @@
-"""Fitting a run's out-of-distribution check (core.ood) on its own images.
+"""Fitting a run's out-of-distribution check (core.model.ood) on its own images.
 
 The score is fitted on the pooled features of the run's training images through the
 run's final model (features of the backbone before fine-tuning would not be those the
@@ -19,10 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from core.dataset import DatasetIndex, Sample
+from core.data.dataset import DatasetIndex, Sample
+from core.data.pipeline import SkippedFiles, make_dataset
 from core.errors import PipelineError
-from core.ood import OODCheck, fit_check, save_check
-from core.pipeline import SkippedFiles, make_dataset
+from core.model.ood import OODCheck, fit_check, save_check
 from core.registry import Run
 
 MAX_TRAIN_IMAGES = 1000

@@ -1,8 +1,8 @@
-"""Classifying scans with a saved run: load once, predict many (core.batch for files).
+"""Classifying scans with a saved run: load once, predict many (core.serving.batch for files).
 
 One compiled forward pass gives the probabilities, the pooled features that the run's
-out-of-distribution check scores (core.ood) and the last block's activations that
-closed-form Grad-CAM needs (core.explain.PooledGradcam), so a scan with its score and
+out-of-distribution check scores (core.model.ood) and the last block's activations that
+closed-form Grad-CAM needs (core.explanation.explain.PooledGradcam), so a scan with its score and
 its map costs about one bare prediction (bench/ood_bench.py measures it).
 """
 
@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from core.calibration import apply_temperature
+from core.data.images import load_rgb
 from core.errors import PipelineError
-from core.images import load_rgb
-from core.model import LAST_CONV, WEIGHT, ensemble_members, load_model
-from core.ood import OODCheck, load_check, unavailable_note
+from core.model.network import LAST_CONV, WEIGHT, ensemble_members, load_model
+from core.model.ood import OODCheck, load_check, unavailable_note
+from core.model.tta import View, mean_over_views, stack_views
 from core.registry import Run
-from core.tta import View, mean_over_views, stack_views
 
 
 @dataclass

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.audit import cached_audit, describe_left_out
-from core.config import FLAG_BELOW, KEEP_BEFORE_THE_CHOICE
-from core.dataset import DatasetIndex, scan_dataset
+from core.config import FLAG_BELOW, KEEP_WHEN_MISSING
+from core.data.audit import cached_audit, describe_left_out
+from core.data.dataset import DatasetIndex, scan_dataset
+from core.data.images import decode
 from core.errors import PipelineError
-from core.external import external_entries
-from core.images import decode
-from core.interpret import Interpretation
+from core.evaluation.external import external_entries
+from core.evaluation.interpret import Interpretation
 from core.intervals import format_interval
 from core.io import atomic_write_bytes
 from core.registry import Run
@@ -400,7 +400,7 @@ def _kept_epoch(s: Sources) -> str | None:
     if not kept:
         return None
     epochs = len(s.run.history)
-    if s.config.get("keep", KEEP_BEFORE_THE_CHOICE) == "best":
+    if s.config.get("keep", KEEP_WHEN_MISSING) == "best":
         rule = "the lowest validation loss"
     else:
         rule = "the last epoch with a finite validation loss"

@@ -1,7 +1,7 @@
 """Getting the dataset: download it from Kaggle with kagglehub, or unpack a local zip
 (or take a local folder), then find the root that holds Training/ and Testing/.
 
-Every way ends in the same check, `core.dataset.scan_dataset`, so what this module
+Every way ends in the same check, `core.data.dataset.scan_dataset`, so what this module
 reports as ready is exactly what training and the app can read.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core.dataset import LAYOUT_HELP, scan_dataset
+from core.data.dataset import LAYOUT_HELP, scan_dataset
 from core.errors import DatasetError
 
 KAGGLE_HANDLE = "masoudnickparvar/brain-tumor-mri-dataset"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.audit import Audit
-from core.dataset import DatasetIndex
+from core.data.audit import Audit
+from core.data.dataset import DatasetIndex
 from core.errors import DatasetError
 
 FIGSHARE, FIGSHARE_COPY, SARTAJ, UNKNOWN = "figshare", "figshare-copy", "sartaj", "unknown"

@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.audit import Audit, cached_audit
 from core.config import TrainConfig
-from core.dataset import DatasetIndex, Sample, split_validation, subsample
+from core.data.audit import Audit, cached_audit
+from core.data.dataset import DatasetIndex, Sample, split_validation, subsample
 
 
 @dataclass

@@ -67,7 +67,7 @@ def check_replicas(strategy: tf.distribute.Strategy, batch_size: int, n_validati
         if batch_size % replicas:
             raise ConfigError(f"batch size {batch_size} does not split evenly over {replicas} replicas")
     elif n_validation < replicas:
-        # Every validation batch would be smaller than the replica count (see core.feeds.ImageFeed).
+        # Every validation batch would be smaller than the replica count (see core.training.feeds.ImageFeed).
         raise ConfigError(
             f"{n_validation} validation images cannot be split over {replicas} replicas: "
             "raise the validation fraction"

@@ -1,9 +1,9 @@
 """Training a run: `prepare_run` creates it with its resolved config, `train_run` trains
 it (the command line and the app both call these two).
 
-Training fits the phases of core.phases on batches from a feed (core.feeds), under the
-run's lifecycle (core.lifecycle: the lock, the status, stop requests), recording
-progress, history and the checkpoint as it goes (core.recorder). Each phase minimises
+Training fits the phases of core.training.phases on batches from a feed (core.training.feeds), under the
+run's lifecycle (core.training.lifecycle: the lock, the status, stop requests), recording
+progress, history and the checkpoint as it goes (core.training.recorder). Each phase minimises
 categorical cross-entropy. The weights to keep (config.keep: those of the last epoch,
 or of the lowest validation loss over both phases, with early stopping) are
 checkpointed atomically as training goes and become the run's model, which is then
@@ -22,23 +22,29 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.cache import ActivationCache
 from core.config import TrainConfig
-from core.dataset import DatasetIndex, Sample, fingerprint, scan_dataset
-from core.distribute import check_replicas, describe, is_multi_worker, machine_precision, make_strategy
+from core.data.dataset import DatasetIndex, Sample, fingerprint, scan_dataset
+from core.data.pipeline import SkippedFiles
+from core.data.split import run_split
 from core.errors import PipelineError
-from core.evaluate import evaluate_run
-from core.feeds import CachedFeed, Feed, ImageFeed
-from core.lifecycle import StopFlag, StopRequested, check_disk_space, run_locked
-from core.loop import fit_distributed, use_synchronized_batchnorm
-from core.model import build_model, load_model, set_precision, set_trainable
-from core.ood_fit import fit_run
-from core.phases import Phase, plan_phases
-from core.pipeline import SkippedFiles
-from core.recorder import RunRecorder, Timings, write_stage
+from core.evaluation.evaluate import evaluate_run
+from core.model.network import build_model, load_model, set_precision, set_trainable
 from core.registry import Registry, Run
 from core.resolve import resolve_config
-from core.split import run_split
+from core.training.cache import ActivationCache
+from core.training.distribute import (
+    check_replicas,
+    describe,
+    is_multi_worker,
+    machine_precision,
+    make_strategy,
+)
+from core.training.feeds import CachedFeed, Feed, ImageFeed
+from core.training.lifecycle import StopFlag, StopRequested, check_disk_space, run_locked
+from core.training.loop import fit_distributed, use_synchronized_batchnorm
+from core.training.ood_fit import fit_run
+from core.training.phases import Phase, plan_phases
+from core.training.recorder import RunRecorder, Timings, write_stage
 
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
@@ -174,7 +180,7 @@ def _open_feed(
     cached mode the activations are computed here (cache_s)."""
     multi_worker = is_multi_worker(strategy)
     # Across machines, a stop takes effect when all workers have agreed on it (see
-    # core.loop); the recorder and the phase loop watch that agreement, not the signal.
+    # core.training.loop); the recorder and the phase loop watch that agreement, not the signal.
     control = StopFlag() if multi_worker else stop
     n_other = len(data.validation) + len(data.index.testing)
     # Opened once: opening hashes the weights file.

@@ -1,6 +1,6 @@
 """Ensembles of runs, kept in the registry as runs of their own.
 
-An ensemble is one saved model (core.model.build_ensemble: the members' weighted mean
+An ensemble is one saved model (core.model.network.build_ensemble: the members' weighted mean
 softmax), so everything a run offers works on it unchanged: evaluation on the official
 and clean test sets, calibration, the Classify page, export. Its config.json names the
 members and their weights instead of training settings.
@@ -13,10 +13,10 @@ import time
 
 import psutil
 
-from core.dataset import DatasetIndex, scan_dataset
+from core.data.dataset import DatasetIndex, scan_dataset
 from core.errors import ConfigError
-from core.evaluate import evaluate_run
-from core.model import build_ensemble, load_model, save_model
+from core.evaluation.evaluate import evaluate_run
+from core.model.network import build_ensemble, load_model, save_model
 from core.registry import Registry, Run, now_iso
 
 

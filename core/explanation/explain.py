@@ -2,7 +2,7 @@
 
 Grad-CAM++ and Score-CAM come from tf-keras-vis, which clones the model when a
 visualiser is built, so each one is built once per model and reused for every image. It
-needs the flat functional graph that core.model builds; the target layer is the
+needs the flat functional graph that core.model.network builds; the target layer is the
 backbone's last block, mixed10. Grad-CAM itself is computed in closed form for our
 head (PooledGradcam), the same map in a fraction of the time.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from core.model import LAST_CONV, ensemble_members
+from core.model.network import LAST_CONV, ensemble_members
 
 METHODS = ("Grad-CAM", "Grad-CAM++", "Score-CAM")
 
@@ -44,7 +44,7 @@ class PooledGradcam:
         self, image: np.ndarray, class_index: int, activations: np.ndarray | None = None
     ) -> np.ndarray:
         """The map of `image`; `activations`: its last block's (h, w, channels), when the
-        prediction's forward pass has them already (core.inference.Classifier.outputs)."""
+        prediction's forward pass has them already (core.serving.inference.Classifier.outputs)."""
         from scipy.ndimage import zoom
 
         if activations is None:

@@ -113,7 +113,7 @@ def set_precision(model: keras.Model, unfreeze_from: str, precision: str) -> Non
     """Compute the layers from `unfreeze_from` up in `precision` ("float32" or
     "mixed_bfloat16"); the weights stay float32, and so does the softmax, whose
     probabilities need the range. Layers below keep float32 (the activation cache sets
-    its own precision, core.cache). Functions Keras traced before
+    its own precision, core.training.cache). Functions Keras traced before
     keep their precision until the model is compiled again, as training does at each
     phase."""
     _set_policy(model.layers[_first_trainable_index(model, unfreeze_from) :], precision)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from core.config import FLAG_BELOW
+from core.data.images import decode_frames, fit_square
 from core.errors import ImageDecodeError, PipelineError
-from core.images import decode_frames, fit_square
-from core.inference import Classifier, Prediction
-from core.tta import View
+from core.model.tta import View
+from core.serving.inference import Classifier, Prediction
 
 # A member of a zip that cannot be extracted travels as its error, to get its own row.
 Source = tuple[str, Path | bytes | ImageDecodeError]

@@ -20,8 +20,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from core.config import BLOCKS
-from core.explain import Explainer
-from core.model import build_ensemble, ensemble_members
+from core.explanation.explain import Explainer
+from core.model.network import build_ensemble, ensemble_members
 
 HEAD = "head"  # the dense layer "predictions"
 MAX_DEPTH = len(BLOCKS) - 1  # mixed0's block has no block below to start from

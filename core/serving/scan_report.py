@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 from PIL import Image
 
-from core.external import external_entries
+from core.evaluation.external import external_entries
 from core.intervals import format_interval
 from core.registry import Run
 
@@ -70,7 +70,7 @@ def _calibration_text(run: Run, calibrated: bool) -> str:
 def _ood_block(ood_score: float | None, threshold: float | None, note: str, run: Run) -> str:
     """The out-of-distribution verdict: a warning above the prediction when the scan is
     unusual, a line of figures otherwise, the reason when the run has no check."""
-    from core.ood import RULE, WARNING, unavailable_note
+    from core.model.ood import RULE, WARNING, unavailable_note
 
     if ood_score is None or threshold is None:
         return f"<p class='note'>{html.escape(note or unavailable_note(run.id))}</p>"

@@ -18,10 +18,10 @@ from contextlib import ExitStack
 import keras
 import psutil
 
-from core.cache import ActivationCache
 from core.config import TrainConfig
 from core.errors import TrainingBusyError
 from core.registry import Registry, Run, now_iso, require_free_space
+from core.training.cache import ActivationCache
 
 
 class StopRequested(Exception):
