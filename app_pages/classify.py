@@ -26,7 +26,7 @@ from app_pages.shared import (
 )
 from core.config import FLAG_BELOW
 from core.data.dicom import Window, is_dicom, read_dicom
-from core.data.images import fit_square
+from core.data.images import model_view
 from core.errors import ImageDecodeError, PipelineError
 from core.explanation.explain import METHODS, overlay
 from core.model.ood import QUANTILE, WARNING
@@ -45,7 +45,7 @@ def loaded(run):
     return classifier(str(registry().root), run.id, stamp), explainer(str(registry().root), run.id, stamp)
 
 
-def dicom_view(upload, size: int) -> tuple[np.ndarray, str]:
+def dicom_view(upload, size: int, framing: str) -> tuple[np.ndarray, str]:
     """A DICOM upload's slice, with frame and window controls seeded from the file, and
     the file's Modality tag ("" when it has none)."""
     scan = read_dicom(upload.getvalue())
@@ -62,7 +62,7 @@ def dicom_view(upload, size: int) -> tuple[np.ndarray, str]:
         window = Window(center, width)
     tags = " · ".join(f"{k}: {v}" for k, v in scan.info.items() if v)
     st.caption(f"{tags} · identifying tags are not read")
-    image = np.asarray(fit_square(scan.image(frame, window), size), dtype=np.uint8)
+    image = model_view(scan.image(frame, window), size, framing)
     return image, scan.info.get("Modality") or ""
 
 
@@ -170,7 +170,7 @@ def one_by_one(run, s: Settings) -> None:
         modality = ""
         try:
             if is_dicom(upload.getvalue()):
-                image, modality = dicom_view(upload, model.input_size)
+                image, modality = dicom_view(upload, model.input_size, model.framing)
             else:
                 image = model.prepare(upload.getvalue())
         except ImageDecodeError as exc:
@@ -292,7 +292,7 @@ def batch_table(run, s: Settings) -> None:
             if row["error"]:
                 st.error(f"{row['file']}: {row['error']}")
                 continue
-            image = batch.slice_image(sources, results[i], model.input_size)
+            image = batch.slice_image(sources, results[i], model.input_size, model.framing)
             for caption, picture in saliency(cam, image, model.classes.index(row["predicted"]), s):
                 st.image(picture, caption=f"{row['file']}: {row['predicted']} ({caption})")
 

@@ -64,6 +64,7 @@ def show(
 
 def for_test_images(run: Run, interp, indices: list[int]) -> None:
     """The check on one of the listed test images, for its predicted class."""
+    from core.config import framing_of
     from core.data.images import load_rgb
     from core.explanation.explain import METHODS
 
@@ -75,7 +76,7 @@ def for_test_images(run: Run, interp, indices: list[int]) -> None:
     method = c2.selectbox("Saliency method", METHODS, key="sanity-method")
     try:
         root = dataset(run.config["data_dir"]).root
-        image = load_rgb(root / interp.files[pick], int(run.config["input_size"]))
+        image = load_rgb(root / interp.files[pick], int(run.config["input_size"]), framing_of(run.config))
     except PipelineError as exc:
         st.error(f"{names[pick]}: {exc}")
         return

@@ -273,6 +273,7 @@ def image_grid(
     """Test images of a run with their probabilities (and a saliency overlay on demand).
     `root`: the folder interp's files are named from, the run's dataset unless given;
     `notes`: one more line per file of interp (an external set's MR sequence)."""
+    from core.config import framing_of
     from core.data.images import load_rgb
 
     if not indices:
@@ -289,7 +290,7 @@ def image_grid(
     for n, i in enumerate(indices):
         with cols[n % columns]:
             try:
-                image = load_rgb(root / interp.files[i], size)
+                image = load_rgb(root / interp.files[i], size, framing_of(run.config))
             except PipelineError as exc:
                 st.error(f"{interp.files[i]}: {exc}")
                 continue

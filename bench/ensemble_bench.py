@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
+from core.config import framing_of  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
 from core.data.images import load_rgb  # noqa: E402
 from core.evaluation.evaluate import evaluate_run, evaluate_tta  # noqa: E402
@@ -62,8 +63,9 @@ def main() -> None:
     registry = Registry(args.models)
     index = scan_dataset(DATASET)
     chosen = views(args.views.split(","))
-    size = int(registry.get(args.runs[0]).config["input_size"])
-    sample = np.stack([load_rgb(s.path, size) for s in index.testing[:15]])
+    first = registry.get(args.runs[0]).config
+    size = int(first["input_size"])
+    sample = np.stack([load_rgb(s.path, size, framing_of(first)) for s in index.testing[:15]])
     lines = []
     for run_id in args.runs:
         run = registry.get(run_id)

@@ -153,7 +153,7 @@ def time_decoding(args) -> dict:
         for workers in (1, os.cpu_count() or 1):
             with ThreadPoolExecutor(workers) as pool:
                 start = time.perf_counter()
-                list(pool.map(lambda p: load_rgb(p, args.size), paths))
+                list(pool.map(lambda p: load_rgb(p, args.size, "head"), paths))
                 rates[f"{workers}_threads_images_per_s"] = round(
                     len(paths) / (time.perf_counter() - start), 1
                 )

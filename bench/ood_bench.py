@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageOps  # noqa: E402
 
 from bench.common import DATASET, machine  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
-from core.data.images import decode_frames, fit_square  # noqa: E402
+from core.data.images import decode_frames, model_view  # noqa: E402
 from core.explanation.explain import Explainer  # noqa: E402
 from core.model.network import ensemble_members  # noqa: E402
 from core.model.ood import OODCheck, energy_score, fit_check  # noqa: E402
@@ -182,7 +182,7 @@ def score(classifier: Classifier, images: Images | np.ndarray, raw: OODCheck) ->
     scores: higher, more unusual."""
     size = classifier.input_size
     if not isinstance(images, np.ndarray):
-        images = np.stack([np.asarray(fit_square(image.convert("RGB"), size), np.uint8) for image in images])
+        images = np.stack([model_view(image.convert("RGB"), size, classifier.framing) for image in images])
     out = classifier.outputs(images)
     head = (ensemble_members(classifier.model) or [("", classifier.model, 1.0)])[0][1].get_layer(
         "predictions"
@@ -271,7 +271,7 @@ def testing_images(classifier: Classifier, paths: list[Path], every: int) -> tup
     views, kept = [], []
     for i, path in enumerate(paths):
         image = decode_frames(path)[0]
-        views.append(np.asarray(fit_square(image, classifier.input_size), dtype=np.uint8))
+        views.append(model_view(image, classifier.input_size, classifier.framing))
         if i % every == 0:
             image.thumbnail((2 * classifier.input_size, 2 * classifier.input_size))
             kept.append(image)

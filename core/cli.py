@@ -15,6 +15,7 @@ from core.config import (
     Setting,
     TrainConfig,
     describe,
+    framing_of,
     preset_config,
     preset_values,
     settings,
@@ -401,7 +402,8 @@ def cmd_export(args, registry: Registry) -> int:
     load_model(run.model_path).export(str(target), format="tf_saved_model", verbose=False)
     print(
         f"SavedModel written to {target} (input: float32 RGB in [0, 255], "
-        f"shape (batch, {run.config['input_size']}, {run.config['input_size']}, 3); "
+        f"shape (batch, {run.config['input_size']}, {run.config['input_size']}, 3), framed "
+        f"'{framing_of(run.config)}' as core.data.images.load_rgb does; "
         f"output: probabilities of {', '.join(run.classes)})"
     )
     return 0

@@ -57,7 +57,7 @@ def test_a_zip_with_good_and_bad_files_gives_one_row_per_slice(classifier):
     assert "not a readable image" in results[5].error and "DICOM" in results[6].error
     assert "not a readable image" in results[7].error  # an odd name, read from the zip only
     # The frame a row came from is the image the model saw for it.
-    image = batch.slice_image(sources, results[3], classifier.input_size)
+    image = batch.slice_image(sources, results[3], classifier.input_size, classifier.framing)
     expected = classifier.probabilities(image)[0]
     assert np.allclose(list(results[3].probabilities.values()), expected, atol=1e-5)
 
@@ -163,7 +163,9 @@ def test_predict_command_on_a_folder_writes_the_csv(trained, tmp_path):
 def test_scan_report_carries_the_run_and_no_patient_data(trained, classifier):
     models, run_id = trained
     run = Registry(models).get(run_id)
-    image = batch.slice_image([("x.dcm", volume())], batch.classify(classifier, [("x.dcm", volume())])[1], 75)
+    image = batch.slice_image(
+        [("x.dcm", volume())], batch.classify(classifier, [("x.dcm", volume())])[1], 75, classifier.framing
+    )
     probs = dict(zip(classifier.classes, classifier.probabilities(image)[0].tolist()))
     heat = overlay(image, np.random.default_rng(0).random((75, 75)))
     page = scan_report_html("x.dcm <frame 2>", image, heat, probs, run, "Grad-CAM", calibrated=False)

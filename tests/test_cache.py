@@ -46,7 +46,7 @@ def setup(dataset, tmp_path_factory):
 
 def test_cached_activations_and_predictions_match_the_uncached_path(setup):
     config, model, samples, cache, digests = setup
-    images = np.stack([load_rgb(s.path, 75) for s in samples]).astype(np.float32)
+    images = np.stack([load_rgb(s.path, 75, "pad") for s in samples]).astype(np.float32)
     direct = keras.Model(model.input, model.get_layer("mixed8").output).predict(images, verbose=0)
     cached = np.stack([np.load(cache.path(digests[s], 0)) for s in samples]).astype(np.float32)
     assert cached.shape == direct.shape
@@ -127,17 +127,18 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
         replace(config, unfreeze_from="mixed8"),
         replace(config, augment=replace(config.augment, zoom=0.3)),
         replace(config, precision="mixed_bfloat16"),
+        replace(config, framing="pad" if config.framing == "head" else "head"),
     ]
-    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 6
+    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 7
     auto = replace(config, precision="auto")  # keyed by what it stands for on this machine
     assert cache_key(auto) == cache_key(replace(config, precision=machine_precision()))
     unsized = replace(config, input_size=None)  # keyed by the size it stands for
     assert cache_key(unsized) == cache_key(replace(config, input_size=input_size_for("float32")))
     # The plain view is the image as it is: neither the augmentation nor its seed matters.
-    size, seed, cut, augment, _ = different
+    size, seed, cut, augment, _, framing = different
     plain = {cache_key(c, plain=True) for c in (config, *same, seed, augment)}
     assert plain == {cache_key(config, plain=True)} != {cache_key(config)}
-    assert len({cache_key(c, plain=True) for c in (config, size, cut)}) == 3
+    assert len({cache_key(c, plain=True) for c in (config, size, cut, framing)}) == 4
     random_init = replace(config, weights="none")  # another seed, other random weights
     assert cache_key(random_init, plain=True) != cache_key(replace(random_init, seed=1), plain=True)
 
@@ -218,7 +219,7 @@ def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset
     saved = run.read("calibration.json")
     index = scan_dataset(dataset)
     model = load_model(run.model_path)
-    test = predict_samples(model, index, index.testing, 75)
+    test = predict_samples(model, index, index.testing, 75, framing="pad")
     from_images = calibrate(run, index, model, test)
     assert saved["validation_from"] == "cached activations" and from_images["validation_from"] == "images"
     assert saved["validation"]["n"] == from_images["validation"]["n"] > 0

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from app_pages.config_form import widgets
 from core.cli import _config_from_args, build_parser
-from core.config import PRESETS, Setting, TrainConfig, defaults_table, preset_config, settings
+from core.config import PRESETS, Setting, TrainConfig, defaults_table, framing_of, preset_config, settings
 from core.errors import ConfigError
 
 
@@ -95,6 +95,10 @@ def test_a_preset_of_unknown_settings_or_name_is_refused():
         TrainConfig(data_dir="x", preset="slow").validate()
     # A config.json written without a preset reads as the defaults it ran with.
     assert TrainConfig.from_dict({"data_dir": "x"}).preset == "default"
+    # ... and one without a framing saw whole images, padded, whatever today's default is.
+    assert TrainConfig.from_dict({"data_dir": "x"}).framing == "pad"
+    assert framing_of({"input_size": 128}) == "pad"
+    assert framing_of(TrainConfig(data_dir="x").to_dict()) == TrainConfig(data_dir="x").framing
 
 
 def test_nested_settings_change_only_their_own_value():

@@ -67,7 +67,7 @@ def test_multi_frame_files_give_every_frame():
 def test_found_by_content_whatever_the_name():
     data = dicom(RAMP, window=(1000, 2000))
     assert is_dicom(data) and not is_dicom(b"\x89PNG" + bytes(200))
-    assert load_rgb(data, 75).shape == (75, 75, 3)
+    assert load_rgb(data, 75, "pad").shape == (75, 75, 3)
 
 
 def test_rle_lossless_is_decoded():
@@ -100,7 +100,7 @@ def test_a_syntax_without_decoder_is_named():
 )
 def test_broken_files_are_refused_with_a_reason(data, reason):
     with pytest.raises(ImageDecodeError, match=reason):
-        load_rgb(data, 75)
+        load_rgb(data, 75, "pad")
 
 
 def test_no_identifying_tag_is_kept():

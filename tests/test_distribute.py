@@ -78,7 +78,7 @@ def test_a_last_batch_smaller_than_the_replica_count_is_left_out(dataset):
     readable = [s for s in scan_dataset(dataset).training if s.path.name.startswith("Tr-")]
 
     def batch_sizes(count: int, min_batch: int) -> list[int]:
-        ds = make_dataset(readable[:count], 4, 75, 8, SkippedFiles(), min_batch=min_batch)
+        ds = make_dataset(readable[:count], 4, 75, 8, SkippedFiles(), framing="pad", min_batch=min_batch)
         return [len(images) for images, _ in ds]
 
     assert batch_sizes(9, min_batch=1) == [8, 1]

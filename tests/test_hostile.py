@@ -30,10 +30,10 @@ from core.training.launcher import launch
 def test_decoder_on_the_corpus(name):
     data, reason = corpus()[name]
     if reason is None:
-        assert load_rgb(data, 75).shape == (75, 75, 3)
+        assert load_rgb(data, 75, "pad").shape == (75, 75, 3)
     else:
         with pytest.raises(ImageDecodeError, match=reason):
-            load_rgb(data, 75)
+            load_rgb(data, 75, "pad")
 
 
 def test_classify_page_answers_every_file_of_the_corpus(tmp_path, monkeypatch, dataset, trained):

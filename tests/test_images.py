@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.data.images import decode, fit_square, load_rgb, read_header
+from core.data.images import decode, fit_square, load_rgb, model_view, read_header
 from core.errors import ImageDecodeError
 
 
@@ -31,7 +31,7 @@ def test_png_named_jpg_is_decoded_by_content(tmp_path):
     path = tmp_path / "scan.jpg"
     path.write_bytes(encode(gradient(), "PNG"))
     assert read_header(path).format == "PNG"
-    assert load_rgb(path, 32).shape == (32, 32, 3)
+    assert load_rgb(path, 32, "pad").shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "P", "CMYK", "1", "LA"])
@@ -39,13 +39,13 @@ def test_every_mode_becomes_rgb_uint8(mode):
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     image = decode(encode(gradient(mode), fmt))
     assert image.mode == "RGB"
-    assert load_rgb(encode(gradient(mode), fmt), 16).dtype == np.uint8
+    assert load_rgb(encode(gradient(mode), fmt), 16, "pad").dtype == np.uint8
 
 
 def test_grayscale_and_rgb_copies_give_the_same_pixels():
     gray = encode(gradient("L"), "PNG")
     rgb = encode(gradient("RGB"), "PNG")
-    np.testing.assert_array_equal(load_rgb(gray, 24), load_rgb(rgb, 24))
+    np.testing.assert_array_equal(load_rgb(gray, 24, "pad"), load_rgb(rgb, 24, "pad"))
 
 
 def test_transparent_pixels_become_black_background():
@@ -108,12 +108,12 @@ def png_with_size(width: int, height: int) -> bytes:
 )
 def test_bad_files_raise_a_clear_decode_error(data, reason):
     with pytest.raises(ImageDecodeError, match=reason):
-        load_rgb(data, 32)
+        load_rgb(data, 32, "pad")
 
 
 def test_unreadable_path_names_the_file(tmp_path):
     with pytest.raises(ImageDecodeError, match="missing.jpg"):
-        load_rgb(tmp_path / "missing.jpg", 32)
+        load_rgb(tmp_path / "missing.jpg", 32, "pad")
 
 
 VALID = encode(gradient("RGB"), "JPEG")
@@ -130,7 +130,60 @@ VALID = encode(gradient("RGB"), "JPEG")
 )
 def test_decoder_only_returns_an_image_or_raises_its_own_error(data):
     try:
-        array = load_rgb(data, 16)
+        array = load_rgb(data, 16, "pad")
     except ImageDecodeError:
         return
     assert array.shape == (16, 16, 3) and array.dtype == np.uint8
+
+
+def head_on_black(size=(300, 200), box=(40, 30, 140, 150), level=200, mode="RGB") -> Image.Image:
+    """A bright rectangle (the head) at `box` = (left, top, right, bottom) on black."""
+    values = np.zeros((size[1], size[0]), np.uint8)
+    left, top, right, bottom = box
+    values[top:bottom, left:right] = level
+    values[top + 20 : top + 40, left + 20 : left + 40] = level // 2  # some anatomy
+    return Image.fromarray(values).convert(mode)
+
+
+def bright_extent(view: np.ndarray) -> tuple[float, float]:
+    """Fraction of the view's width and height that the bright part spans."""
+    mask = view[..., 0] > 60
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (cols[-1] - cols[0] + 1) / view.shape[1], (rows[-1] - rows[0] + 1) / view.shape[0]
+
+
+def test_head_framing_crops_to_the_head_whatever_its_margin():
+    # 100 x 120 px of head in a 300 x 200 image: padded, it spans a third of the width.
+    image = head_on_black()
+    assert bright_extent(model_view(image, 64, "pad"))[0] < 0.4
+    width, height = bright_extent(model_view(image, 64, "head"))
+    assert height > 0.9 and width > 0.7  # the longer side fills the view; aspect is kept
+    moved = head_on_black(size=(500, 500), box=(300, 200, 400, 320))  # elsewhere, wider margin
+    assert bright_extent(model_view(moved, 64, "head")) == pytest.approx((width, height), abs=0.06)
+
+
+def test_head_framing_hides_colour_mode_and_brightness():
+    image = head_on_black()
+    gray = image.convert("L")
+    tinted = Image.merge("RGB", [gray, gray.point(lambda v: v * 0.9), gray.point(lambda v: v * 0.8)])
+    dimmer = head_on_black(level=120)
+    pad_gap = np.abs(model_view(image, 64, "pad").astype(int) - model_view(dimmer, 64, "pad")).max()
+    assert pad_gap > 50
+    head = model_view(image, 64, "head").astype(int)
+    assert np.abs(head - model_view(dimmer, 64, "head")).max() <= 3
+    view = model_view(tinted, 64, "head")
+    assert (view[..., 0] == view[..., 1]).all() and (view[..., 1] == view[..., 2]).all()
+    assert head.max() == 255  # the head's brightest percentile is stretched to white
+
+
+def test_head_framing_ignores_a_speck_and_survives_blank_images():
+    image = head_on_black()
+    specked = np.asarray(image.convert("L")).copy()
+    specked[190:193, 290:293] = 255  # a stray marker far from the head
+    np.testing.assert_array_equal(
+        model_view(Image.fromarray(specked).convert("RGB"), 64, "head"), model_view(image, 64, "head")
+    )
+    for blank in (Image.new("L", (50, 40)), Image.new("L", (50, 40), 180)):
+        assert model_view(blank, 32, "head").shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="unknown framing"):
+        model_view(image, 32, "zoom")

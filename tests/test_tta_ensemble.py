@@ -203,7 +203,7 @@ def test_tta_evaluation_and_prediction(trained, dataset, tmp_path):
     plain = {r["file"]: r for r in run.predictions()}
     rows = list(csv.DictReader(run.file("predictions-tta.csv").open()))
     for row in rows[:4]:
-        image = load_rgb(dataset / row["file"], 75)
+        image = load_rgb(dataset / row["file"], 75, classifier.framing)
         both = classifier.probabilities(np.stack([image, image[:, ::-1]]))
         expected = both.mean(axis=0)
         assert [float(row[f"p_{c}"]) for c in run.classes] == pytest.approx(expected.tolist(), abs=1e-5)

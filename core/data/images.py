@@ -2,7 +2,15 @@
 
 The dataset names PNG files `.jpg` and mixes grayscale, RGB, RGBA and palette images,
 and uploads can be anything. Every image the model ever sees (training, evaluation,
-inference) goes through `load_rgb` so that all of them are converted the same way.
+inference) goes through `load_rgb`, or `model_view` for an image already decoded, so
+that all of them are converted the same way.
+
+A run's `framing` says how a decoded image becomes the model's square input:
+- "pad": the whole image, padded to a square with black;
+- "head": one grayscale conversion, a crop to the head's bounding box, and the head's
+  brightest percentile stretched to white. The dataset's sources differ in colour mode,
+  margin around the head and brightness, and a model can tell them apart by those
+  instead of by the anatomy; this framing takes them away (docs/data.md).
 """
 
 from __future__ import annotations
@@ -126,9 +134,45 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     return ImageOps.pad(image, (size, size), method=Image.Resampling.BILINEAR, color=(0, 0, 0))
 
 
-def load_rgb(source: Path | bytes, size: int) -> np.ndarray:
+def head_mask(gray: np.ndarray) -> np.ndarray:
+    """Pixels brighter than the background: above 12% of the image's 99th percentile
+    (and above 12 of 255, so that JPEG noise on black stays background)."""
+    return gray > max(12.0, 0.12 * float(np.percentile(gray, 99)))
+
+
+def frame_head(image: Image.Image) -> Image.Image:
+    """One grayscale image cropped to the head's bounding box with a 2% margin, the
+    head's 99th percentile stretched to 255. Rows and columns count as head when more
+    than 2% of them is bright, so that a stray label or speck does not widen the box.
+    An image with no such box (blank, or all head) is only converted and stretched."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    mask = head_mask(gray)
+    rows = np.flatnonzero(mask.sum(axis=1) > 0.02 * gray.shape[1])
+    cols = np.flatnonzero(mask.sum(axis=0) > 0.02 * gray.shape[0])
+    if len(rows) > 8 and len(cols) > 8:
+        margin = int(0.02 * max(gray.shape))
+        top, bottom = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, gray.shape[0])
+        left, right = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, gray.shape[1])
+        gray, mask = gray[top:bottom, left:right], mask[top:bottom, left:right]
+    if mask.any():
+        high = float(np.percentile(gray[mask], 99))
+        if high > 1:
+            gray = np.clip(gray * (255.0 / high), 0, 255)
+    return Image.fromarray(gray.astype(np.uint8), mode="L").convert("RGB")
+
+
+def model_view(image: Image.Image, size: int, framing: str) -> np.ndarray:
+    """The model's input for a decoded image: uint8 array of shape (size, size, 3)."""
+    if framing == "head":
+        image = frame_head(image)
+    elif framing != "pad":
+        raise ValueError(f"unknown framing {framing!r}")
+    return np.asarray(fit_square(image.convert("RGB"), size), dtype=np.uint8)
+
+
+def load_rgb(source: Path | bytes, size: int, framing: str) -> np.ndarray:
     """The model's view of a file: uint8 array of shape (size, size, 3)."""
-    return np.asarray(fit_square(decode(source), size), dtype=np.uint8)
+    return model_view(decode(source), size, framing)
 
 
 def decode_frames(source: Path | bytes) -> list[Image.Image]:

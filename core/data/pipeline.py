@@ -40,13 +40,13 @@ class SkippedFiles:
             return dict(sorted(self._reasons.items()))
 
 
-def _decoder(size: int, skipped: SkippedFiles):
+def _decoder(size: int, framing: str, skipped: SkippedFiles):
     blank = np.zeros((size, size, 3), np.uint8)
 
     def decode(path: bytes) -> tuple[np.ndarray, bool]:
         name = path.decode()
         try:
-            return load_rgb(Path(name), size), True
+            return load_rgb(Path(name), size, framing), True
         except ImageDecodeError as exc:
             skipped.add(name, str(exc))
             return blank, False
@@ -61,6 +61,7 @@ def make_dataset(
     batch_size: int,
     skipped: SkippedFiles,
     *,
+    framing: str,
     shuffle_seed: int | None = None,
     augmenter: keras.Sequential | None = None,
     shard: tuple[int, int] = (1, 0),
@@ -83,7 +84,7 @@ def make_dataset(
         ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
     if shard[0] > 1:
         ds = ds.shard(*shard)  # before decoding: a worker never reads another's files
-    decode = _decoder(image_size, skipped)
+    decode = _decoder(image_size, framing, skipped)
 
     def load(path: tf.Tensor, label: tf.Tensor):
         image, ok = tf.numpy_function(decode, [path], (tf.uint8, tf.bool), stateful=False)

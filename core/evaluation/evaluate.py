@@ -23,6 +23,7 @@ from core.calibration import (
     fit_temperature,
     negative_log_likelihood,
 )
+from core.config import framing_of
 from core.data.audit import Audit, cached_audit
 from core.data.dataset import DatasetIndex, Sample
 from core.errors import DatasetError
@@ -106,13 +107,15 @@ def predict_samples(
     batch_size: int = 32,
     verbose: int = 0,
     views: Sequence[View] = (),
+    *,
+    framing: str,
 ) -> Predictions:
     """The model's softmax for each readable sample; with `views`, the mean over those
     test-time augmentation views of each image (core.model.tta)."""
     from core.data.pipeline import SkippedFiles, make_dataset
 
     skipped = SkippedFiles()
-    ds = make_dataset(samples, len(index.classes), image_size, batch_size, skipped)
+    ds = make_dataset(samples, len(index.classes), image_size, batch_size, skipped, framing=framing)
     if views:
         probabilities = _mean_over_views(model, ds, views, batch_size)
     else:
@@ -174,7 +177,9 @@ def evaluate_run(
     if model is None:
         model = _saved_model(run)
     size = int(run.config["input_size"])
-    predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
+    predictions = predict_samples(
+        model, index, index.testing, size, verbose=verbose, framing=framing_of(run.config)
+    )
     audit = audit or cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
@@ -233,7 +238,8 @@ def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) 
     ]
     if len(samples) < 2:
         return None
-    return predict_samples(model, index, samples, int(run.config["input_size"]), verbose=verbose)
+    size = int(run.config["input_size"])
+    return predict_samples(model, index, samples, size, verbose=verbose, framing=framing_of(run.config))
 
 
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
@@ -244,7 +250,9 @@ def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: i
     if model is None:
         model = _saved_model(run)
     size = int(run.config["input_size"])
-    predictions = predict_samples(model, index, index.testing, size, batch, views=chosen)
+    predictions = predict_samples(
+        model, index, index.testing, size, batch, views=chosen, framing=framing_of(run.config)
+    )
     audit = cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import framing_of
 from core.data.dataset import DatasetIndex, Sample, fingerprint
 from core.data.images import load_rgb
 from core.errors import DatasetError, ImageDecodeError
@@ -164,7 +165,7 @@ def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) 
         from core.model.network import load_model  # Keras, loaded only when a model is needed
 
         model = load_model(run.model_path)
-    predictions = _predict(model, index, int(run.config["input_size"]), verbose)
+    predictions = _predict(model, index, int(run.config["input_size"]), framing_of(run.config), verbose)
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, classes)
     labels = sequence_of(predictions.files, sequences) if sequences is not None else None
     digest = fingerprint(index, {"external": index.testing})
@@ -197,14 +198,14 @@ def evaluate_external(run: Run, root: str | Path, model=None, verbose: int = 0) 
     return metrics
 
 
-def _predict(model, index: DatasetIndex, size: int, verbose: int) -> Predictions:
+def _predict(model, index: DatasetIndex, size: int, framing: str, verbose: int) -> Predictions:
     """predict_samples, with a set whose every file is unreadable refused by name
     (Keras's predict fails obscurely on a dataset that yields no batch)."""
     no_image = DatasetError(f"none of the {len(index.testing)} files in {index.root} is a readable image")
     try:
-        predictions = predict_samples(model, index, index.testing, size, verbose=verbose)
+        predictions = predict_samples(model, index, index.testing, size, verbose=verbose, framing=framing)
     except Exception:
-        if not any(_readable(s.path, size) for s in index.testing):
+        if not any(_readable(s.path, size, framing) for s in index.testing):
             raise no_image from None
         raise
     if not len(predictions.y_true):
@@ -212,9 +213,9 @@ def _predict(model, index: DatasetIndex, size: int, verbose: int) -> Predictions
     return predictions
 
 
-def _readable(path: Path, size: int) -> bool:
+def _readable(path: Path, size: int, framing: str) -> bool:
     try:
-        load_rgb(path, size)
+        load_rgb(path, size, framing)
     except ImageDecodeError:
         return False
     return True

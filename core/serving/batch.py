@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import FLAG_BELOW
-from core.data.images import decode_frames, fit_square
+from core.data.images import decode_frames, model_view
 from core.errors import ImageDecodeError, PipelineError
 from core.model.tta import View
 from core.serving.inference import Classifier, Prediction
@@ -72,7 +72,7 @@ def _is_hidden(name: str) -> bool:
     )
 
 
-def _slices(name: str, source, size: int) -> Iterator[tuple[str, int, np.ndarray | str]]:
+def _slices(name: str, source, size: int, framing: str) -> Iterator[tuple[str, int, np.ndarray | str]]:
     """(name, frame, image) per slice of a file, or (name, 0, reason) when unreadable."""
     try:
         if isinstance(source, ImageDecodeError):
@@ -83,7 +83,7 @@ def _slices(name: str, source, size: int) -> Iterator[tuple[str, int, np.ndarray
         return
     for i, frame in enumerate(frames):
         label = name if len(frames) == 1 else f"{name} [frame {i + 1}/{len(frames)}]"
-        yield label, i, np.asarray(fit_square(frame, size), dtype=np.uint8)
+        yield label, i, model_view(frame, size, framing)
 
 
 def classify(
@@ -114,7 +114,7 @@ def classify(
             images.clear()
 
     for position, (name, source) in enumerate(sources):
-        for label, frame, image in _slices(name, source, classifier.input_size):
+        for label, frame, image in _slices(name, source, classifier.input_size, classifier.framing):
             if isinstance(image, str):
                 flush()  # keep the table in input order
                 results.append(Prediction(label, error=image, source=position))
@@ -129,10 +129,10 @@ def classify(
     return results
 
 
-def slice_image(sources: list[Source], prediction: Prediction, size: int) -> np.ndarray:
+def slice_image(sources: list[Source], prediction: Prediction, size: int, framing: str) -> np.ndarray:
     """The image the model saw for one prediction of `classify(..., sources)`."""
     _, source = sources[prediction.source]
-    return np.asarray(fit_square(decode_frames(source)[prediction.frame], size), dtype=np.uint8)
+    return model_view(decode_frames(source)[prediction.frame], size, framing)
 
 
 def table(predictions: list[Prediction], classes: list[str], flag_below: float = FLAG_BELOW) -> list[dict]:

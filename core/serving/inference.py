@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.calibration import apply_temperature
+from core.config import framing_of
 from core.data.images import load_rgb
 from core.errors import PipelineError
 from core.model.network import LAST_CONV, WEIGHT, ensemble_members, load_model
@@ -97,6 +98,7 @@ class Classifier:
         self.run = run
         self.classes: list[str] = run.classes
         self.input_size = int(run.config["input_size"])
+        self.framing = framing_of(run.config)
         network = forward_model(self.model)
         self._forward = tf.function(lambda x: network(x, training=False), reduce_retracing=True)
         # Temperature fitted on the run's validation set (1.0: uncalibrated).
@@ -118,7 +120,7 @@ class Classifier:
 
     def prepare(self, source: Path | bytes) -> np.ndarray:
         """The uint8 (size, size, 3) image the model sees; raises ImageDecodeError."""
-        return load_rgb(source, self.input_size)
+        return load_rgb(source, self.input_size, self.framing)
 
     def probabilities(
         self,

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.config import BLOCKS, TrainConfig
+from core.config import BLOCKS, FRAMING_WHEN_MISSING, TrainConfig
 from core.data.dataset import Sample, file_digest
 from core.data.images import load_rgb
 from core.data.pipeline import SkippedFiles
@@ -70,6 +70,8 @@ def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = No
     }
     if config.precision != "float32":  # float32 keys stay what they were before there was a choice
         spec["precision"] = config.precision
+    if config.framing != FRAMING_WHEN_MISSING:  # likewise for the padded framing
+        spec["framing"] = config.framing
     if not plain:
         spec.update(augment=asdict(config.augment), seed=config.seed)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
@@ -211,7 +213,7 @@ class ActivationCache:
                 batch, images = [], []
                 for sample, _ in (item for item in chunk if item[1] == view):
                     try:
-                        images.append(load_rgb(sample.path, size))
+                        images.append(load_rgb(sample.path, size, self.config.framing))
                         batch.append(sample)
                     except ImageDecodeError as exc:
                         skipped.add(str(sample.path), str(exc))

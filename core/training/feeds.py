@@ -72,6 +72,7 @@ class ImageFeed(Feed):
             self.config.input_size,
             batch_size,
             self.skipped,
+            framing=self.config.framing,
             shuffle_seed=self.config.seed if training else None,
             augmenter=self.augmenter if training else None,
             shard=shard,

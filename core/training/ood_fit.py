@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.config import framing_of
 from core.data.dataset import DatasetIndex, Sample
 from core.data.pipeline import SkippedFiles, make_dataset
 from core.errors import PipelineError
@@ -31,11 +32,16 @@ FeatureSource = Callable[[keras.Model, list[Sample]], tuple[np.ndarray, np.ndarr
 
 
 def image_features(
-    model: keras.Model, samples: list[Sample], image_size: int, num_classes: int, batch_size: int = 32
+    model: keras.Model,
+    samples: list[Sample],
+    image_size: int,
+    num_classes: int,
+    framing: str,
+    batch_size: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features ("avg_pool") and labels of the readable samples, from the images."""
     skipped = SkippedFiles()
-    data = make_dataset(samples, num_classes, image_size, batch_size, skipped)
+    data = make_dataset(samples, num_classes, image_size, batch_size, skipped, framing=framing)
     pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output)
     features = pooled.predict(data, verbose=0)
     bad = skipped.as_dict()
@@ -98,8 +104,9 @@ def run_features(
         (x_train, y_train), (x_val, _) = cached, features(model, validation)
         source = "cached activations"
     else:
-        x_train, y_train = image_features(model, kept, size, n)
-        x_val, _ = image_features(model, validation, size, n)
+        framing = framing_of(run.config)
+        x_train, y_train = image_features(model, kept, size, n, framing)
+        x_val, _ = image_features(model, validation, size, n, framing)
         source = "images"
     subsample = f"stratified by class, seed {seed}" if len(kept) < len(train) else None
     return x_train, y_train, x_val, {"source": source, "train_of": len(train), "subsample": subsample}
