@@ -186,8 +186,8 @@ class TrainConfig:
         bounds=(MIN_INPUT_SIZE, 599),
     )
     # "head" is chosen on leaving one source out: with it, a run that never saw SARTAJ's
-    # own slices recognises about twice as many of them, while grouped validation shows no
-    # difference (docs/benchmarks.md, "Framing").
+    # own slices recognises about twice as many of them; on grouped validation it is within
+    # the noise or better (docs/benchmarks.md, "Framing").
     framing: str = setting(
         "head",
         help="how a file becomes the model's square input: head, one grayscale conversion, "
