@@ -130,6 +130,7 @@ def test_incompatible_members_are_refused(tmp_path):
     fake_run(registry, "two")
     fake_run(registry, "other-classes", classes=("a", "c"))
     fake_run(registry, "other-size", size=299)
+    fake_run(registry, "other-framing", framing="head")  # "one" has none: padded
     fake_run(registry, "ens", kind="ensemble")
     registry.create("unfinished").write("config.json", {"input_size": 75})
     check_members([registry.get("one"), registry.get("two")])
@@ -138,6 +139,7 @@ def test_incompatible_members_are_refused(tmp_path):
         (["one", "one"], "at least two different runs"),
         (["one", "other-classes"], "different classes"),
         (["one", "other-size"], "different input sizes"),
+        (["one", "other-framing"], "frame their images differently"),
         (["one", "ens"], "itself an ensemble"),
         (["one", "unfinished"], "no finished model"),
     ]:
@@ -163,6 +165,7 @@ def test_an_ensemble_is_a_first_class_run(trained, dataset, tmp_path):
     ens = registry.get("ens")
     assert ens.state == "completed" and ens.config["members"] == [run_id, "twin"]
     assert ens.config["member_weights"] == [0.25, 0.75]
+    assert ens.config["framing"] == registry.get(run_id).config["framing"]  # it sees what they saw
     assert ens.metrics["clean"]["n"] + ens.metrics["clean"]["excluded"] == ens.metrics["n"]
     assert ens.read("calibration.json")["temperature"] > 0  # the members share validation images
     # Identical members: the ensemble gives the member's probabilities, file by file.

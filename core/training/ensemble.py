@@ -13,6 +13,7 @@ import time
 
 import psutil
 
+from core.config import framing_of
 from core.data.dataset import DatasetIndex, scan_dataset
 from core.errors import ConfigError
 from core.evaluation.evaluate import evaluate_run
@@ -22,7 +23,7 @@ from core.registry import Registry, Run, now_iso
 
 def check_members(members: list[Run]) -> None:
     """Raise ConfigError unless the runs can be averaged: two or more distinct trained
-    runs (not ensembles) with the same classes and input size."""
+    runs (not ensembles) with the same classes, input size and framing."""
     ids = [m.id for m in members]
     if len(set(ids)) < 2:
         raise ConfigError(f"an ensemble needs at least two different runs; got {ids}")
@@ -42,6 +43,11 @@ def check_members(members: list[Run]) -> None:
             raise ConfigError(
                 f"runs {first.id} and {member.id} have different input sizes "
                 f"({first.config.get('input_size')} vs {member.config.get('input_size')} px)"
+            )
+        if framing_of(member.config) != framing_of(first.config):
+            raise ConfigError(
+                f"runs {first.id} and {member.id} frame their images differently "
+                f"({framing_of(first.config)} vs {framing_of(member.config)})"
             )
 
 
@@ -84,6 +90,7 @@ def create_ensemble(
             "members": member_ids,
             "member_weights": weights,
             "input_size": members[0].config["input_size"],
+            "framing": framing_of(members[0].config),
             "data_dir": str(index.root),
             "weights": "ensemble of " + ", ".join(member_ids),
         },
