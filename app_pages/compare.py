@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages import charts
 from app_pages.shared import image_grid, registry, usable_runs
+from core.config import as_ran
 from core.errors import PipelineError
 from core.evaluation.interpret import Interpretation, compare, config_diff, paired_test
 from core.training.launcher import launch_ensemble
@@ -23,7 +24,7 @@ if len(picked) < 2:
 chosen = [by_id[i] for i in picked]
 
 st.subheader("Configuration differences")
-diff = config_diff({r.id: r.config for r in chosen})
+diff = config_diff({r.id: as_ran(r.config) for r in chosen})
 if diff:
     st.dataframe(pd.DataFrame(diff).T.astype(str), width="stretch")
 else:

@@ -50,6 +50,16 @@ def input_size_for(precision: str) -> int:
 FLAG_BELOW = 0.6
 
 
+def as_ran(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config.json with every setting it lacks read as what it meant then
+    (preset, keep, framing): what the Compare page sets side by side. An ensemble's, or
+    any other that is not a TrainConfig, is returned as it is."""
+    try:
+        return TrainConfig.from_dict(config).to_dict()
+    except ConfigError:
+        return config
+
+
 def framing_of(config: dict[str, Any]) -> str:
     """The framing a run's saved config.json trained with (core.data.images)."""
     return config.get("framing", FRAMING_WHEN_MISSING)

@@ -11,7 +11,16 @@ from conftest import ROOT
 
 from app_pages.config_form import widgets
 from core.cli import _config_from_args, build_parser
-from core.config import PRESETS, Setting, TrainConfig, defaults_table, framing_of, preset_config, settings
+from core.config import (
+    PRESETS,
+    Setting,
+    TrainConfig,
+    as_ran,
+    defaults_table,
+    framing_of,
+    preset_config,
+    settings,
+)
 from core.errors import ConfigError
 
 
@@ -98,6 +107,9 @@ def test_a_preset_of_unknown_settings_or_name_is_refused():
     # ... and one without a framing saw whole images, padded, whatever today's default is.
     assert TrainConfig.from_dict({"data_dir": "x"}).framing == "pad"
     assert framing_of({"input_size": 128}) == "pad"
+    old = as_ran({"data_dir": "x", "input_size": 128})
+    assert (old["framing"], old["preset"], old["keep"]) == ("pad", "default", "best")
+    assert as_ran({"kind": "ensemble", "members": ["a", "b"]}) == {"kind": "ensemble", "members": ["a", "b"]}
     assert framing_of(TrainConfig(data_dir="x").to_dict()) == TrainConfig(data_dir="x").framing
 
 
