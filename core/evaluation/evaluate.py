@@ -130,6 +130,22 @@ def predict_samples(
     )
 
 
+def predict_run(
+    run: Run,
+    model,
+    index: DatasetIndex,
+    samples: list[Sample],
+    batch_size: int = 32,
+    verbose: int = 0,
+    views: Sequence[View] = (),
+) -> Predictions:
+    """predict_samples with the run's own input size and framing: the images as it saw them."""
+    size = int(run.config["input_size"])
+    return predict_samples(
+        model, index, samples, size, batch_size, verbose, views, framing=framing_of(run.config)
+    )
+
+
 def _mean_over_views(model, batches, views: Sequence[View], batch_size: int) -> np.ndarray:
     """Per batch of images: every view of each, predicted, then averaged per image."""
 
@@ -176,10 +192,7 @@ def evaluate_run(
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
     if model is None:
         model = _saved_model(run)
-    size = int(run.config["input_size"])
-    predictions = predict_samples(
-        model, index, index.testing, size, verbose=verbose, framing=framing_of(run.config)
-    )
+    predictions = predict_run(run, model, index, index.testing, verbose=verbose)
     audit = audit or cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
@@ -238,8 +251,7 @@ def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) 
     ]
     if len(samples) < 2:
         return None
-    size = int(run.config["input_size"])
-    return predict_samples(model, index, samples, size, verbose=verbose, framing=framing_of(run.config))
+    return predict_run(run, model, index, samples, verbose=verbose)
 
 
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
@@ -249,10 +261,7 @@ def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: i
         raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
     if model is None:
         model = _saved_model(run)
-    size = int(run.config["input_size"])
-    predictions = predict_samples(
-        model, index, index.testing, size, batch, views=chosen, framing=framing_of(run.config)
-    )
+    predictions = predict_run(run, model, index, index.testing, batch, views=chosen)
     audit = cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
     metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
