@@ -1,6 +1,7 @@
 """Leave one source out inside the Kaggle set: a second out-of-source figure.
 
     .venv/bin/python bench/loso.py [--preset quick] [--seed 2028] [--models bench/out/loso/models]
+        [--name NAME] [any other option of `python -m core train`, e.g. --framing pad]
 
 The Kaggle set merges figshare, SARTAJ and Br35H (core/data/sources.py says how each image is
 assigned, and checks it). Most of SARTAJ's meningioma and pituitary slices are re-encoded
@@ -28,7 +29,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
-from core.config import FRAMINGS  # noqa: E402
 from core.data.audit import cached_audit  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
 from core.data.sources import SARTAJ, assign_sources, held_out  # noqa: E402
@@ -91,17 +91,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="quick")
-    parser.add_argument("--framing", choices=FRAMINGS, help="default: the preset's")
     parser.add_argument("--seed", type=int, default=2028)
     parser.add_argument("--models", type=Path, default=WORK / "models")
-    args = parser.parse_args()
+    parser.add_argument("--name", help="suffix of the run's name, for runs with other options")
+    args, train_options = parser.parse_known_args()
     print("=== bench/loso.py ===")
     print("machine:", machine())
     args.models.mkdir(parents=True, exist_ok=True)
     train_root, held_root, counts = build_fold(args.models / ".cache")
     print("fold:", json.dumps(counts))
-    framing = ["--framing", args.framing] if args.framing else []
-    run_id = f"loso-sartaj-{args.preset}-s{args.seed}" + (f"-{args.framing}" if args.framing else "")
+    run_id = f"loso-sartaj-{args.preset}-s{args.seed}" + (f"-{args.name}" if args.name else "")
     shutil.rmtree(args.models / run_id, ignore_errors=True)
     start = time.monotonic()
     weights = str(standin_weights())
@@ -117,7 +116,7 @@ def main() -> int:
         weights,
         "--run-id",
         run_id,
-        *framing,
+        *train_options,
     )
     core(args.models, "evaluate", run_id, "--data", str(held_root))
     print(f"train and evaluate: {(time.monotonic() - start) / 60:.1f} min")

@@ -159,6 +159,50 @@ class AugmentConfig:
         widget="slider",
         bounds=(0.0, 0.5),
     )
+    # Scanner changes (core.model.augment): what differs between MR machines, sequences
+    # and the dataset's sources. 0 switches each off.
+    resolution: int = setting(
+        0,
+        help="smallest side in pixels an image is shrunk to and enlarged back from, as a "
+        "coarser scan would look (0: off)",
+        label="Resolution (smallest side, px)",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0, 256),
+    )
+    blur: float = setting(
+        0.0,
+        help="largest Gaussian blur, as a standard deviation in pixels (0: off)",
+        label="Blur (px)",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 3.0),
+    )
+    bias_field: float = setting(
+        0.0,
+        help="strength of a smooth random brightening and darkening across the image, as "
+        "receive coils give (0: off)",
+        label="Bias field",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 1.0),
+    )
+    gamma: float = setting(
+        0.0,
+        help="intensity curve x**g with g within 1/(1+this) and 1+this (0: off)",
+        label="Gamma",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 1.0),
+    )
+    noise: float = setting(
+        0.0,
+        help="largest Rician noise level, as a fraction of the value range (0: off)",
+        label="Noise",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0.0, 0.2),
+    )
 
 
 @dataclass

@@ -128,14 +128,15 @@ def test_cache_key_follows_what_the_activations_depend_on(setup):
         replace(config, augment=replace(config.augment, zoom=0.3)),
         replace(config, precision="mixed_bfloat16"),
         replace(config, framing="pad" if config.framing == "head" else "head"),
+        replace(config, augment=replace(config.augment, gamma=0.3)),
     ]
-    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 7
+    assert len({cache_key(c) for c in different} | {cache_key(config)}) == 8
     auto = replace(config, precision="auto")  # keyed by what it stands for on this machine
     assert cache_key(auto) == cache_key(replace(config, precision=machine_precision()))
     unsized = replace(config, input_size=None)  # keyed by the size it stands for
     assert cache_key(unsized) == cache_key(replace(config, input_size=input_size_for("float32")))
     # The plain view is the image as it is: neither the augmentation nor its seed matters.
-    size, seed, cut, augment, _, framing = different
+    size, seed, cut, augment, _, framing, _ = different
     plain = {cache_key(c, plain=True) for c in (config, *same, seed, augment)}
     assert plain == {cache_key(config, plain=True)} != {cache_key(config)}
     assert len({cache_key(c, plain=True) for c in (config, size, cut, framing)}) == 4

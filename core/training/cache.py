@@ -35,7 +35,7 @@ from core.data.images import load_rgb
 from core.data.pipeline import SkippedFiles
 from core.errors import ImageDecodeError
 from core.io import atomic_path
-from core.model.augment import build_augmenter
+from core.model.augment import SCANNER_CHANGES, build_augmenter
 from core.model.network import computing_in
 from core.resolve import resolve_config
 from core.training.distribute import machine_precision
@@ -73,7 +73,9 @@ def cache_key(config: TrainConfig, plain: bool = False, weights: str | None = No
     if config.framing != FRAMING_WHEN_MISSING:  # likewise for the padded framing
         spec["framing"] = config.framing
     if not plain:
-        spec.update(augment=asdict(config.augment), seed=config.seed)
+        # Scanner changes that are off stay out of the key: caches made without them stay valid.
+        augment = {k: v for k, v in asdict(config.augment).items() if k not in SCANNER_CHANGES or v}
+        spec.update(augment=augment, seed=config.seed)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
