@@ -180,3 +180,13 @@ def test_scan_report_carries_the_run_and_no_patient_data(trained, classifier):
     for c in classifier.classes:
         assert f"<td>{c}</td><td>{probs[c]:.1%}</td>" in page
     assert PATIENT_NAME not in page and PATIENT_ID not in page
+
+
+def test_the_forward_pass_is_traced_once_at_load_for_every_batch_size(classifier):
+    """Concurrent sessions send batches of any size: none of them pays for a trace."""
+    assert classifier._forward.experimental_get_tracing_count() == 1
+    size = classifier.input_size
+    for n in (1, 3, 7):
+        images = np.zeros((n, size, size, 3), np.uint8)
+        assert classifier.outputs(images, batch_size=4, activations=True).probabilities.shape[0] == n
+    assert classifier._forward.experimental_get_tracing_count() == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from dataclasses import replace
@@ -211,7 +213,7 @@ def test_a_higher_cut_is_derived_from_a_lower_cache(setup, tmp_path):
 def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset):
     """Calibration of a cached run uses the validation images' cached activations; the
     temperature and figures match a calibration from the images themselves."""
-    from core.evaluation.evaluate import calibrate, predict_samples
+    from core.evaluation.evaluate import calibrate, predict_samples, validation_predictions
     from core.model.network import load_model
     from core.registry import Registry
 
@@ -221,12 +223,19 @@ def test_cached_run_calibrates_on_cached_validation_activations(trained, dataset
     index = scan_dataset(dataset)
     model = load_model(run.model_path)
     test = predict_samples(model, index, index.testing, 75, framing="pad")
-    from_images = calibrate(run, index, model, test)
+    from_images = calibrate(validation_predictions(run, index, model), test)
     assert saved["validation_from"] == "cached activations" and from_images["validation_from"] == "images"
     assert saved["validation"]["n"] == from_images["validation"]["n"] > 0
     assert saved["temperature"] == pytest.approx(from_images["temperature"], rel=2e-2)
     for key in ("ece_before", "nll_before", "nll_after"):
         assert saved["validation"][key] == pytest.approx(from_images["validation"][key], abs=5e-3)
+    # The predictions calibration used are saved, one row per readable validation image.
+    rows = list(csv.DictReader(io.StringIO(run.file("predictions-validation.csv").read_text())))
+    files = {r["file"] for r in rows}
+    assert len(files) == len(rows) == saved["validation"]["n"]
+    assert files < set(run.read("data.json")["files"]["validation"])  # the corrupt one left out
+    errors = sum(r["correct"] == "0" for r in rows)
+    assert errors == saved["validation"]["errors"]
 
 
 def test_the_cache_computes_in_the_runs_precision_and_keys_it(setup, tmp_path):

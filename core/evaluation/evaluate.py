@@ -185,39 +185,49 @@ def evaluate_run(
 
     metrics.json holds the official Testing figures at the top level and the same
     figures on the clean test set (Testing minus copies of Training images, from the
-    dataset audit) under "clean". `validation`: the validation images' predictions when
-    the caller has them already (calibration needs them); otherwise they are computed.
+    dataset audit) under "clean". The validation images' predictions calibrate the run
+    (calibration.json) and are saved as predictions-validation.csv; `validation`: those
+    predictions when the caller has them already, otherwise they are computed.
     """
-    if run.classes != index.classes:
-        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
-    if model is None:
-        model = _saved_model(run)
-    predictions = predict_run(run, model, index, index.testing, verbose=verbose)
-    audit = audit or cached_audit(index, run.cache_dir)
-    clean = set(audit.clean_test_files())
-    metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
-    metrics["split"] = "Testing"
-    metrics["skipped"] = predictions.skipped
-    metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
-    csv_text = predictions.to_csv(index.classes, clean)
-    atomic_write_bytes(run.file("predictions.csv"), csv_text.encode())
-    calibration = calibrate(run, index, model, predictions, verbose, validation)
+    model = model or _saved_model(run)
+    predictions, metrics, clean = score_testing(run, index, model, audit=audit, verbose=verbose)
+    atomic_write_bytes(run.file("predictions.csv"), predictions.to_csv(index.classes, clean).encode())
+    validation = validation or validation_predictions(run, index, model, verbose)
+    if validation is not None:  # for comparing recipes image by image, never Testing
+        csv_text = validation.to_csv(index.classes)
+        atomic_write_bytes(run.file("predictions-validation.csv"), csv_text.encode())
+    calibration = calibrate(validation, predictions)
     if calibration:
         run.write("calibration.json", calibration)
     run.write("metrics.json", metrics)
     return metrics
 
 
-def calibrate(
+def score_testing(
     run: Run,
     index: DatasetIndex,
     model,
-    test: Predictions,
+    batch: int = 32,
+    views: Sequence[View] = (),
+    audit: Audit | None = None,
     verbose: int = 0,
-    validation: Predictions | None = None,
-) -> dict | None:
-    """Fit a softmax temperature on the run's validation images; report ECE before/after."""
-    val = validation or _validation_predictions(run, index, model, verbose)
+) -> tuple[Predictions, dict, set[str]]:
+    """A run's Testing predictions (with TTA over `views`), their official figures with
+    the clean test set's under "clean", and the clean set's files."""
+    if run.classes != index.classes:
+        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
+    predictions = predict_run(run, model, index, index.testing, batch, verbose=verbose, views=views)
+    audit = audit or cached_audit(index, run.cache_dir)
+    clean = set(audit.clean_test_files())
+    metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
+    metrics.update(split="Testing", skipped=predictions.skipped)
+    metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
+    return predictions, metrics, clean
+
+
+def calibrate(val: Predictions | None, test: Predictions) -> dict | None:
+    """Fit a softmax temperature on a run's validation predictions; report ECE and NLL
+    before and after, on validation and on Testing. None without validation images."""
     if val is None or len(val.y_true) < 2:
         return None
     temperature = fit_temperature(val.probabilities, val.y_true)
@@ -242,7 +252,8 @@ def calibrate(
     }
 
 
-def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) -> Predictions | None:
+def validation_predictions(run: Run, index: DatasetIndex, model, verbose: int = 0) -> Predictions | None:
+    """The run's model on its own validation images (data.json); None with fewer than two."""
     files = (run.read("data.json") or {}).get("files", {}).get("validation") or []
     samples = [
         Sample(index.root / f, index.classes.index(Path(f).parts[1]))
@@ -257,16 +268,8 @@ def _validation_predictions(run: Run, index: DatasetIndex, model, verbose: int) 
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
     """Testing figures (official and clean) with test-time augmentation over `chosen`
     views; saved as tta.json and predictions-tta.csv beside the plain ones."""
-    if run.classes != index.classes:
-        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
-    if model is None:
-        model = _saved_model(run)
-    predictions = predict_run(run, model, index, index.testing, batch, views=chosen)
-    audit = cached_audit(index, run.cache_dir)
-    clean = set(audit.clean_test_files())
-    metrics = compute_metrics(predictions.y_true, predictions.y_pred, index.classes)
-    metrics.update(split="Testing", skipped=predictions.skipped, views=[v.name for v in chosen])
-    metrics["clean"] = clean_metrics(predictions, clean, index.classes, audit.clean_test_exclusions())
+    predictions, metrics, clean = score_testing(run, index, model or _saved_model(run), batch, chosen)
+    metrics["views"] = [v.name for v in chosen]
     atomic_write_bytes(run.file("predictions-tta.csv"), predictions.to_csv(index.classes, clean).encode())
     run.write("tta.json", metrics)
     return metrics

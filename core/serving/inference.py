@@ -100,7 +100,11 @@ class Classifier:
         self.input_size = int(run.config["input_size"])
         self.framing = framing_of(run.config)
         network = forward_model(self.model)
-        self._forward = tf.function(lambda x: network(x, training=False), reduce_retracing=True)
+        # One trace for every batch size, made here: the first scan of the first session
+        # then costs a forward pass, not a trace, and concurrent sessions never retrace.
+        signature = [tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)]
+        self._forward = tf.function(lambda x: network(x, training=False), input_signature=signature)
+        self._forward.get_concrete_function()
         # Temperature fitted on the run's validation set (1.0: uncalibrated).
         self.temperature = float((run.read("calibration.json") or {}).get("temperature", 1.0))
         self.ood, self.ood_note = self._ood_check(run, int(network.outputs[1].shape[-1]))
