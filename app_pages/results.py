@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import charts, sanity
 from app_pages.report import report_html
-from app_pages.shared import active_run, image_grid, registry, usable_runs
+from app_pages.shared import active_run, headline, image_grid, registry, usable_runs
 from core.calibration import apply_temperature
 from core.config import KEEP_WHEN_MISSING
 from core.errors import PipelineError
@@ -42,15 +42,12 @@ if not metrics:
 clean = metrics.get("clean")
 ci = metrics.get("intervals") or {}
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Test accuracy", format_interval(metrics["accuracy"], ci.get("accuracy")))
-c2.metric("Macro F1", format_interval(metrics["macro_f1"], ci.get("macro_f1"), percent=False))
+headline(c1, "Test accuracy", metrics["accuracy"], ci.get("accuracy"))
+headline(c2, "Macro F1", metrics["macro_f1"], ci.get("macro_f1"), percent=False)
 c3.metric("Test images", metrics["n"])
 if clean:
-    c4.metric(
-        "Clean-set accuracy",
-        format_interval(clean["accuracy"], (clean.get("intervals") or {}).get("accuracy")),
-        help=CLEAN_SET_HELP,
-    )
+    clean_interval = (clean.get("intervals") or {}).get("accuracy")
+    headline(c4, "Clean-set accuracy", clean["accuracy"], clean_interval, help=CLEAN_SET_HELP)
 st.caption(
     "In brackets: 95% intervals (stratified bootstrap, 1,000 resamples of the test images). "
     "Two figures whose intervals overlap widely may not differ at all: the Compare page tests "

@@ -26,6 +26,19 @@ ACCEPTED_UPLOADS = ["jpg", "jpeg", "png", "dcm"]
 BATCH_UPLOADS = [*ACCEPTED_UPLOADS, "zip"]
 
 
+def headline(
+    container, label: str, value: float, interval: list[float] | None, percent: bool = True, **kw
+) -> None:
+    """A headline figure with its 95% interval on a line of its own under it: st.metric
+    shows its value in a large font that cuts a long text such as '98.3% (97.6-99.0)'."""
+    container.metric(label, f"{100 * value:.1f}%" if percent else f"{value:.3f}", **kw)
+    if interval:
+        low, high = (f"{100 * b:.1f}%" if percent else f"{b:.3f}" for b in interval)
+        container.caption(f"95% interval {low} to {high}")
+    else:
+        container.caption("no interval: `python -m core evaluate` adds it")
+
+
 def default_data_dir() -> str:
     return os.environ.get("BTMRI_DATA", "data/brain-tumor-mri")
 
@@ -245,8 +258,9 @@ def sidebar() -> None:
             run = active_run()
             if run and run.metrics:
                 left, right = st.columns(2)
-                left.metric("Test accuracy", f"{run.metrics['accuracy']:.1%}")
-                right.metric("Macro F1", f"{run.metrics['macro_f1']:.3f}")
+                ci = run.metrics.get("intervals") or {}
+                headline(left, "Test accuracy", run.metrics["accuracy"], ci.get("accuracy"))
+                headline(right, "Macro F1", run.metrics["macro_f1"], ci.get("macro_f1"), percent=False)
         else:
             st.info("No trained run yet: start one on the Train page.")
         st.caption(DISCLAIMER)

@@ -35,13 +35,15 @@ def by_label(widgets, label):
 
 
 def test_navigation_and_sidebar(app_env):
-    _, run_id = app_env
+    registry, run_id = app_env
     at = start()
     assert at.title[0].value == "Dataset"
     assert at.sidebar.text_input[0].label == "Dataset folder"
     assert "54 Training · 16 Testing" in " ".join(c.value for c in at.sidebar.caption)
     assert at.sidebar.selectbox[0].value == run_id
     assert by_label(at.sidebar.metric, "Test accuracy").value.endswith("%")
+    low, _ = registry.get(run_id).metrics["intervals"]["accuracy"]
+    assert any(c.value.startswith(f"95% interval {100 * low:.1f}%") for c in at.sidebar.caption)
     for page, title in [
         ("app_pages/train.py", "Train"),
         ("app_pages/results.py", "Results"),
@@ -116,11 +118,12 @@ def test_results_page_shows_the_run_metrics(app_env):
     metrics = run.metrics
     at = start("app_pages/results.py")
     low, high = metrics["intervals"]["accuracy"]
-    shown = f"{100 * metrics['accuracy']:.1f}% ({100 * low:.1f}-{100 * high:.1f})"
-    assert by_label(at.metric, "Test accuracy").value == shown
+    assert by_label(at.metric, "Test accuracy").value == f"{100 * metrics['accuracy']:.1f}%"
+    captions = [c.value for c in at.caption]
+    assert f"95% interval {100 * low:.1f}% to {100 * high:.1f}%" in captions  # under the figure
     assert by_label(at.metric, "Test images").value == str(metrics["n"])
-    clean_low, _ = metrics["clean"]["intervals"]["accuracy"]
-    assert f"({100 * clean_low:.1f}-" in by_label(at.metric, "Clean-set accuracy").value
+    clean_low, clean_high = metrics["clean"]["intervals"]["accuracy"]
+    assert f"95% interval {100 * clean_low:.1f}% to {100 * clean_high:.1f}%" in captions
     comparison = at.dataframe[0].value
     assert list(comparison.index) == ["official Testing", "clean test set"]
     table = at.dataframe[1].value
