@@ -40,9 +40,13 @@ that pass at its input size; over --budget (3.5) passes (by --budget-on, wall by
 the issue's definition) a candidate is flagged and cannot be chosen.
 
 The choice: per-seed differences of each candidate from the first, their mean and a 95%
-t-interval over seeds (the runs save no per-image validation predictions, so no paired
-bootstrap over images). The best candidate within budget is chosen only if its interval
-lies above 0; otherwise "no detectable difference: keep" the first candidate, or, when the
+t-interval over seeds. Beside it, image by image: each run's predictions-validation.csv
+says which validation images it got right, and on the images both runs of a seed
+validated on, pooled over seeds, McNemar's test and a paired bootstrap interval
+(core.intervals.paired_difference) say whether the two differ on the same images. That
+test holds the images' noise but not training's, so it is evidence, not the rule: the
+best candidate within budget is chosen only if its seed interval lies above 0; otherwise
+"no detectable difference: keep" the first candidate, or, when the
 first is over budget, the cheapest candidate within budget not detectably worse than the
 best. Prints every figure, the choice with its evidence and the machine, and writes them
 to selection.json under --models.
@@ -51,6 +55,7 @@ to selection.json under --models.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -71,6 +76,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
+from core.intervals import paired_difference  # noqa: E402
 
 BUDGET = 3.5  # passes: the most a default run may cost (issue 27)
 # Re-deriving the default recipe. The budget is counted in passes at the run's own input
@@ -149,6 +155,7 @@ class Score:
     history_accuracy: float | None
     validation_files: list[str]
     source: str  # where n and correct come from
+    right: dict[str, bool] = field(default_factory=dict)  # per validation image; {} without the csv
 
     @property
     def accuracy(self) -> float:
@@ -184,6 +191,10 @@ def read_score(run_dir: Path) -> Score:
         correct, source = round(history_accuracy * n), "history.json's val_accuracy at the kept epoch"
     else:
         raise ValueError(f"{run_dir}: no validation figures (unfinished run?)")
+    right = {}
+    if (run_dir / "predictions-validation.csv").is_file():
+        with open(run_dir / "predictions-validation.csv", newline="") as f:
+            right = {row["file"]: row["correct"] == "1" for row in csv.DictReader(f)}
     return Score(
         n=n,
         correct=correct,
@@ -194,6 +205,7 @@ def read_score(run_dir: Path) -> Score:
         history_accuracy=history_accuracy,
         validation_files=sorted(files),
         source=source,
+        right=right,
     )
 
 
@@ -244,6 +256,7 @@ class Paired:
     reference: str
     differences: dict[int, float]  # seed -> accuracy difference (other - reference)
     interval: tuple[float, float, float] | None  # mean, low, high
+    images: dict | None = None  # paired_difference on the images both validated on, all seeds
 
     @property
     def above(self) -> bool:
@@ -255,10 +268,18 @@ class Paired:
 
 
 def paired(other: Result, reference: Result) -> Paired:
-    """Per-seed differences on the seeds both have, and the t-interval of their mean."""
+    """Per-seed differences on the seeds both have and the t-interval of their mean; and
+    image by image, pooled over those seeds, where both runs saved their predictions."""
     a, b = other.accuracies(), reference.accuracies()
-    diffs = {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
-    return Paired(other.name, reference.name, diffs, t_interval(list(diffs.values())))
+    seeds = sorted(set(a) & set(b))
+    diffs = {s: a[s] - b[s] for s in seeds}
+    pairs = [
+        (other.scores[s].right[f], reference.scores[s].right[f])
+        for s in seeds
+        for f in sorted(set(other.scores[s].right) & set(reference.scores[s].right))
+    ]
+    images = paired_difference(*zip(*pairs)) if pairs else None
+    return Paired(other.name, reference.name, diffs, t_interval(list(diffs.values())), images)
 
 
 @dataclass
@@ -328,6 +349,16 @@ def _describe(comparison: Paired) -> str:
         return f"{len(comparison.differences)} paired seed(s): no interval"
     mean, low, high = comparison.interval
     return f"{100 * mean:+.2f} points, 95% interval {100 * low:+.2f} to {100 * high:+.2f}"
+
+
+def _describe_images(images: dict) -> str:
+    low, high = images["interval"]
+    difference = 100 * images["difference"]
+    return (
+        f"{images['n']} images, {images['only_a_right']} right only here, {images['only_b_right']} only "
+        f"in the reference; McNemar p = {images['mcnemar_p']:.3f}, difference {difference:+.2f} "
+        f"points ({100 * low:+.2f} to {100 * high:+.2f})"
+    )
 
 
 def shared_validation(results: list[Result]) -> dict[int, bool]:
@@ -583,6 +614,8 @@ def report(
             per_seed = ", ".join(f"s{seed} {100 * d:+.2f}" for seed, d in c.differences.items())
             verdict = "better" if c.above else "worse" if c.below else "no detectable difference"
             print(f"  {r.name:14s} {per_seed}  ->  {_describe(c)}: {verdict}")
+            if c.images:
+                print(f"  {'':14s} image by image: {_describe_images(c.images)}")
     print(f"\nchoice: {choice.chosen or 'none'}: {choice.reason}")
     print(
         "Testing was not read: the runs scored it (train has no option to skip that), but this "
@@ -618,6 +651,9 @@ def summary(results, passes, sharing, choice, args) -> dict:
                 "costs": {str(s): vars(c) for s, c in r.costs.items()},
                 "passes_wall": r.wall_ratio,
                 "passes_cpu": r.cpu_ratio,
+                "against_reference_image_by_image": (
+                    paired(r, results[0]).images if r is not results[0] and r.scores else None
+                ),
             }
             for r in results
         ],

@@ -88,6 +88,24 @@ def test_pairs_only_the_seeds_both_candidates_finished():
     assert list(sr.paired(other, reference).differences) == [1, 3]
 
 
+def test_image_by_image_evidence_pools_the_images_both_runs_validated_on():
+    reference, other = result("default", [0.9, 0.9]), result("views2", [0.9, 0.9])
+    files = [f"Training/glioma/{i}.jpg" for i in range(40)]
+    for seed in (1, 2):
+        # The same accuracy, but on other images: 8 right only here, 8 only in the reference.
+        reference.scores[seed].right = {f: i >= 8 for i, f in enumerate(files)}
+        other.scores[seed].right = {f: not 8 <= i < 16 for i, f in enumerate(files[:-1])}  # one missing
+    images = sr.paired(other, reference).images
+    assert images["n"] == 2 * 39
+    assert (images["only_a_right"], images["only_b_right"]) == (16, 16)
+    assert images["verdict"] == "no detectable difference"
+    for seed in (1, 2):  # right where the reference is wrong, and nowhere else
+        other.scores[seed].right = {f: True for f in files}
+    images = sr.paired(other, reference).images
+    assert (images["only_a_right"], images["only_b_right"]) == (16, 0) and images["mcnemar_p"] < 0.05
+    assert sr.paired(result("a", [0.9]), result("b", [0.9])).images is None  # no csv: no test
+
+
 def test_intervals():
     low, high = sr.wilson(50, 100)
     assert (low, high) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
@@ -127,6 +145,7 @@ def test_the_score_of_a_real_run_needs_nothing_about_testing(trained, tmp_path):
     assert score.validation_files == sorted(files)
     at_kept = history[score.kept_epoch - 1]["val_accuracy"]
     assert abs(at_kept * score.n - score.correct) <= 1
+    assert len(score.right) == score.n and sum(score.right.values()) == score.correct
 
     (run / "calibration.json").unlink()  # history.json alone gives the same figure
     fallback = sr.read_score(run)
