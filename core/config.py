@@ -267,6 +267,14 @@ class TrainConfig:
         widget="slider",
         bounds=(0.01, 0.5),
     )
+    val_fold: int = setting(
+        0,
+        help="which of the round(1 / validation fraction) folds of Training validates; runs "
+        "with the same seed and folds 0 to k-1 cross-validate over copy groups",
+        label="Validation fold",
+        section="Data and weights",
+        bounds=(0, 99),
+    )
     seed: int = setting(
         42,
         help="seeds the split, the shuffle, augmentation and initialisation",
@@ -470,6 +478,11 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 0.9:
             raise ConfigError(f"val_fraction must be between 0 and 0.9; got {self.val_fraction}")
+        if not 0 <= self.val_fold < round(1 / self.val_fraction):
+            raise ConfigError(
+                f"val_fold must be between 0 and {round(1 / self.val_fraction) - 1} "
+                f"(round(1 / val_fraction) - 1); got {self.val_fold}"
+            )
         if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:
             raise ConfigError("batch size must be positive and epochs not negative")
         if self.head_lr <= 0 or self.finetune_lr <= 0:

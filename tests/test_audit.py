@@ -217,3 +217,10 @@ def test_the_validation_split_keeps_every_copy_group_on_one_side(planted, tmp_pa
         )
     assert leaks_without_groups > 0  # the planted copies would leak into a per-file split
     assert split.describe()["copy_groups_in_training"] == 4
+    for fold in (1, 2, 3):  # the other folds of cross-validation keep copies together too
+        split = run_split(
+            index, TrainConfig(str(planted), val_fraction=0.25, seed=0, val_fold=fold), tmp_path
+        )
+        train = {index.relative(s) for s in split.train}
+        assert straddling(train, {index.relative(s) for s in split.validation}) == []
+        assert split.describe()["validation_fold"] == fold

@@ -58,6 +58,24 @@ def test_validation_split_is_stratified_seeded_and_disjoint(dataset):
     assert other != train
 
 
+def test_the_folds_of_one_seed_cross_validate_over_copy_groups(dataset):
+    samples = scan_dataset(dataset).training
+    seen: dict[int, int] = {}
+    groups = []  # pairs of 'copies' within each class
+    for s in samples:
+        seen[s.label] = seen.get(s.label, -1) + 1
+        groups.append(s.label * 1000 + seen[s.label] // 2)
+    folds = [split_validation(samples, 0.25, 3, groups, fold)[1] for fold in range(4)]
+    assert folds[0] == split_validation(samples, 0.25, 3, groups)[1]  # fold 0 is the default
+    held = [s for fold in folds for s in fold]
+    assert sorted(held, key=str) == sorted(samples, key=str)  # every image validates once
+    for fold in folds:
+        for group in {groups[samples.index(s)] for s in fold}:  # a group is all in, or all out
+            assert all(samples[i] in fold for i, g in enumerate(groups) if g == group)
+    with pytest.raises(DatasetError, match="fold 4 does not exist"):
+        split_validation(samples, 0.25, 3, groups, 4)
+
+
 def test_subsample_caps_each_class(dataset):
     samples = subsample(scan_dataset(dataset).training, 5, seed=0)
     assert len(samples) == 20

@@ -11,6 +11,7 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -105,14 +106,14 @@ def subsample(samples: list[Sample], per_class: int | None, seed: int) -> list[S
 
 
 def split_validation(
-    samples: list[Sample], fraction: float, seed: int, groups: list[int] | None = None
+    samples: list[Sample], fraction: float, seed: int, groups: list[int] | None = None, fold: int = 0
 ) -> tuple[list[Sample], list[Sample]]:
     """Stratified, seeded split of Training into (train, validation) that keeps every copy
     group on one side.
 
     `groups`: a copy-group id per sample (Audit.group_ids); members of a group never sit
     on both sides, so no validation image has a copy in the training part. Without it
-    each sample is its own group. The split is one fold of scikit-learn's
+    each sample is its own group. The split is fold `fold` of scikit-learn's
     StratifiedGroupKFold with k = round(1 / fraction) folds, so the validation share is
     the nearest 1/k (5% gives 1/20), lowered where a class has fewer than k groups.
     """
@@ -127,8 +128,10 @@ def split_validation(
             "to carve a validation set"
         )
     folds = max(2, min(round(1 / fraction), min(groups_per_class.values())))
+    if not 0 <= fold < folds:
+        raise DatasetError(f"validation fold {fold} does not exist: this Training pool gives {folds} folds")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(samples)), labels, groups))
+    train_idx, val_idx = next(islice(splitter.split(np.zeros(len(samples)), labels, groups), fold, None))
     train = [samples[i] for i in sorted(train_idx)]
     val = [samples[i] for i in sorted(val_idx)]
     if {s.label for s in val} != set(labels):

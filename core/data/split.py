@@ -19,6 +19,7 @@ class RunSplit:
     validation: list[Sample]
     dropped_duplicates: list[str] = field(default_factory=list)
     copy_groups: int = 0  # audit groups with two or more members in the pool
+    fold: int = 0  # which fold of StratifiedGroupKFold validates
 
     def describe(self) -> dict:
         """What data.json records about the split."""
@@ -26,6 +27,7 @@ class RunSplit:
         return {
             "method": "StratifiedGroupKFold over the audit's copy groups",
             "validation_share": round(len(self.validation) / total, 4) if total else 0.0,
+            "validation_fold": self.fold,
             "copy_groups_in_training": self.copy_groups,
         }
 
@@ -42,6 +44,7 @@ def run_split(
         pool = [s for s in pool if index.relative(s) not in copies]
     pool = subsample(pool, config.max_per_class, config.seed)
     groups = audit.group_ids([index.relative(s) for s in pool])
-    train, validation = split_validation(pool, config.val_fraction, config.seed, groups)
+    train, validation = split_validation(pool, config.val_fraction, config.seed, groups, config.val_fold)
     sizes = Counter(g for g in groups if g < len(audit.groups))
-    return RunSplit(train, validation, dropped, sum(1 for n in sizes.values() if n > 1))
+    copy_groups = sum(1 for n in sizes.values() if n > 1)
+    return RunSplit(train, validation, dropped, copy_groups, config.val_fold)
