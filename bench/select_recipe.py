@@ -22,7 +22,11 @@ seeded by --seed, so it depends on the data, the seed, --val-fraction, --max-per
 --drop-duplicates only (core's split code): candidates that leave those alone share the
 same validation images on each seed. The bench checks this from each run's data.json and
 says so. Seeds draw different splits, so the spread over seeds holds the split's noise
-as well as training's.
+as well as training's. Where one fold is too small to tell candidates apart, --folds K
+trains folds 0 to K-1 of each seed (`--val-fold`) and scores the seed on all of them
+together; with `--common "--val-fraction 0.2" --folds 5` that is 5-fold cross-validation
+over copy groups, every Training image validated once per seed. A seed's cost is then the
+mean cost of its folds' runs.
 
 Never reads Testing: `train` has no option to skip its Testing evaluation, so every run
 still scores Testing and writes metrics.json, predictions.csv and calibration.json's "test"
@@ -90,7 +94,7 @@ DEFAULT_CANDIDATES = (
     ("224-ft3", "--input-size 224 --finetune-epochs 3"),  # input size at the same epochs
 )
 # Options the bench sets itself, and options that change the validation split.
-RESERVED = ("--seed", "--run-id", "--models")
+RESERVED = ("--seed", "--run-id", "--models", "--val-fold")
 SPLIT_OPTIONS = ("--val-fraction", "--max-per-class", "--drop-duplicates", "--no-drop-duplicates")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 Z95 = 1.959963984540054
@@ -160,6 +164,26 @@ class Score:
     @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
+
+
+def merge_folds(scores: list[Score]) -> Score:
+    """One seed's score over the folds its runs validated on (disjoint image sets)."""
+    if len(scores) == 1:
+        return scores[0]
+    n = sum(s.n for s in scores)
+    history = [s.history_accuracy for s in scores]
+    return Score(
+        n=n,
+        correct=sum(s.correct for s in scores),
+        kept_epoch=scores[0].kept_epoch if len({s.kept_epoch for s in scores}) == 1 else None,
+        epochs=max(s.epochs for s in scores),
+        keep=scores[0].keep,
+        input_size=scores[0].input_size,
+        history_accuracy=None if None in history else sum(h * s.n for h, s in zip(history, scores)) / n,
+        validation_files=sorted(f for s in scores for f in s.validation_files),
+        source=f"{scores[0].source}, over {len(scores)} folds",
+        right={f: r for s in scores for f, r in s.right.items()},
+    )
 
 
 def _read_json(path: Path, default=None):
@@ -467,13 +491,15 @@ class Job:
     log: Path
     command: list[str]
     own_registry: bool
+    fold: int = 0
 
 
 def plan(args, candidates: list[Candidate], weights: str) -> list[Job]:
     jobs = []
     for candidate in candidates:
-        for seed in args.seeds:
-            run_id = f"{candidate.name}-s{seed}"
+        for seed, fold in ((s, f) for s in args.seeds for f in range(args.folds)):
+            run_id = f"{candidate.name}-s{seed}" + (f"-f{fold}" if args.folds > 1 else "")
+            folding = ["--val-fold", str(fold)] if args.folds > 1 else []
             registry = args.models if args.shared_cache else args.models / run_id
             command = [
                 sys.executable,
@@ -489,6 +515,7 @@ def plan(args, candidates: list[Candidate], weights: str) -> list[Job]:
                 *candidate.options,
                 "--seed",
                 str(seed),
+                *folding,
                 "--run-id",
                 run_id,
             ]
@@ -503,6 +530,7 @@ def plan(args, candidates: list[Candidate], weights: str) -> list[Job]:
                     records / f"{run_id}.log",
                     command,
                     own_registry=not args.shared_cache,
+                    fold=fold,
                 )
             )
     return jobs
@@ -676,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[1, 2, 3], help="the repeats (default: 1 2 3)"
     )
+    parser.add_argument(
+        "--folds", type=int, default=1, help="validation folds per seed (--val-fold 0 to K-1; default 1)"
+    )
     parser.add_argument("--common", default="", help="train options given to every candidate, before its own")
     parser.add_argument("--models", type=Path, default=OUT / "select_recipe", help="where the runs go")
     parser.add_argument(
@@ -733,9 +764,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results = {c.name: Result(c) for c in candidates}
+    folds: dict[tuple[str, int], list[tuple[Score, Cost]]] = {}
     for job in jobs:
-        result = results[job.candidate.name]
-        print(f"\n{job.candidate.name} seed {job.seed}:", flush=True)
+        fold = f" fold {job.fold}" if args.folds > 1 else ""
+        print(f"\n{job.candidate.name} seed {job.seed}{fold}:", flush=True)
         cost = None if args.fresh else finished(job)
         if cost:
             print(f"  reused {job.run_dir} (trained by the same command)")
@@ -749,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"  {exc}")
             continue
-        result.scores[job.seed], result.costs[job.seed] = score, cost
+        folds.setdefault((job.candidate.name, job.seed), []).append((score, cost))
         print(
             f"  {cost.wall_s / 60:.1f} min wall, {cost.cpu_s:,.0f} s CPU; "
             f"validation {score.correct}/{score.n} "
@@ -757,6 +789,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+    for (name, seed), done in folds.items():
+        if len(done) < args.folds:
+            print(f"{name} seed {seed}: {len(done)} of {args.folds} folds finished; the seed is left out")
+            continue
+        results[name].scores[seed] = merge_folds([score for score, _ in done])
+        costs = [cost for _, cost in done]
+        results[name].costs[seed] = Cost(
+            statistics.fmean(c.wall_s for c in costs), statistics.fmean(c.cpu_s for c in costs)
+        )
     ordered = [results[c.name] for c in candidates]
     sizes = sorted({s.input_size for r in ordered for s in r.scores.values()})
     passes = {}

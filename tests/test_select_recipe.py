@@ -106,6 +106,22 @@ def test_image_by_image_evidence_pools_the_images_both_runs_validated_on():
     assert sr.paired(result("a", [0.9]), result("b", [0.9])).images is None  # no csv: no test
 
 
+def test_folds_of_a_seed_score_together_and_train_with_their_fold(dataset, tmp_path, capsys):
+    a = sr.Score(40, 36, 5, 5, "last", 128, 0.9, ["x", "y"], "csv", {"x": True, "y": False})
+    b = sr.Score(60, 48, 5, 5, "last", 128, 0.8, ["z"], "csv", {"z": True})
+    merged = sr.merge_folds([a, b])
+    assert (merged.n, merged.correct, merged.accuracy) == (100, 84, 0.84)
+    assert merged.history_accuracy == pytest.approx(0.84)
+    assert merged.validation_files == ["x", "y", "z"] and merged.right == {"x": True, "y": False, "z": True}
+    argv = ["--dry-run", "--data", str(dataset), "--models", str(tmp_path), "--weights", "none"]
+    assert sr.main([*argv, "--seeds", "4", "--folds", "3", "--candidate", "a="]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if " train " in line]
+    assert [c.count("--val-fold") for c in commands] == [1, 1, 1]
+    assert [f"--val-fold {f} --run-id a-s4-f{f}" in c for f, c in enumerate(commands)] == [True] * 3
+    with pytest.raises(argparse.ArgumentTypeError):
+        sr.parse_candidate("x=--val-fold 2")  # the bench sets the fold
+
+
 def test_intervals():
     low, high = sr.wilson(50, 100)
     assert (low, high) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
