@@ -10,7 +10,13 @@ import streamlit as st
 from app_pages import charts
 from app_pages.shared import classifier, image_grid, inside_data_roots, model_stamp, registry
 from core.errors import PipelineError
-from core.evaluation.external import LAYOUT, entry_interpretation, evaluate_external, external_entries
+from core.evaluation.external import (
+    LAYOUT,
+    entry_interpretation,
+    evaluate_external,
+    external_entries,
+    leave_one_source_out,
+)
 from core.intervals import format_interval
 from core.registry import Run
 
@@ -33,6 +39,14 @@ CONFUSED_CAPTION = (
 )
 
 
+LOSO_CAPTION = (
+    "Runs trained without one of the collections the Kaggle set merges, scored on that "
+    "collection's slices (none with a copy on their training side): whether a recipe learned "
+    "the disease or the look of a source, with no outside data. "
+    "`bench/loso.py --models <this registry>` trains one."
+)
+
+
 def beyond_this_dataset(run: Run) -> None:
     """The whole section: caption, the evaluation form, then one block per external set."""
     st.header("Beyond this dataset")
@@ -44,11 +58,39 @@ def beyond_this_dataset(run: Run) -> None:
             entries = external_entries(run)
     if not entries:
         st.caption("No other dataset evaluated for this run yet.")
+    else:
+        labels = _labels(entries)
+        st.dataframe(comparison_table(run.metrics or {}, entries, labels), width="stretch")
+        for entry, label in zip(entries, labels):
+            _entry(run, entry, label)
+    _leave_one_source_out(run)
+
+
+def _leave_one_source_out(run: Run) -> None:
+    st.subheader("Leave one source out")
+    found = leave_one_source_out(registry().list(), like=run)
+    st.caption(LOSO_CAPTION)
+    if not found:
+        st.caption("No leave-one-source-out run in this registry.")
         return
-    labels = _labels(entries)
-    st.dataframe(comparison_table(run.metrics or {}, entries, labels), width="stretch")
-    for entry, label in zip(entries, labels):
-        _entry(run, entry, label)
+    st.dataframe(loso_table(found), width="stretch")
+
+
+def loso_table(found: list[dict]) -> pd.DataFrame:
+    """One row per leave-one-source-out run: its recipe against this run's, the source it
+    never saw, and its accuracy and per-class recall there with intervals."""
+    rows = {}
+    for f in found:
+        entry, config = f["entry"], f["run"].config
+        row = {
+            "recipe": "this run's" if f["same_recipe"] else f"preset {config.get('preset')}, another",
+            "held out": f["record"].get("held_out", "?"),
+            "images": str(entry["n"]),
+            "accuracy (95% interval)": _figure(entry, "accuracy"),
+        }
+        row |= {f"recall {c}": _recall(entry, c) for c in entry["classes"]}
+        rows[f["run"].id] = row
+    return pd.DataFrame(rows).T
 
 
 def _evaluate_form(run: Run) -> bool:

@@ -32,8 +32,9 @@ from bench.common import DATASET, OUT, machine, standin_weights  # noqa: E402
 from core.data.audit import cached_audit  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
 from core.data.sources import SARTAJ, assign_sources, held_out  # noqa: E402
-from core.evaluation.external import slug  # noqa: E402
+from core.evaluation.external import LOSO_RECORD, slug  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
+from core.registry import Registry  # noqa: E402
 
 WORK = OUT / "loso"
 
@@ -119,6 +120,8 @@ def main() -> int:
         *train_options,
     )
     core(args.models, "evaluate", run_id, "--data", str(held_root))
+    record = {"held_out": SARTAJ, "entry": slug(held_root), "fold": counts}
+    Registry(args.models).get(run_id).write(LOSO_RECORD, record)  # for the Results page
     print(f"train and evaluate: {(time.monotonic() - start) / 60:.1f} min")
     run = args.models / run_id
     metrics = json.loads((run / "metrics.json").read_text())

@@ -17,10 +17,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.errors import DatasetError
 from core.evaluation.external import (
+    LOSO_RECORD,
     entry_interpretation,
     entry_predictions,
     evaluate_external,
     external_entries,
+    leave_one_source_out,
     scan_external,
     slug,
 )
@@ -405,3 +407,36 @@ def test_results_page_most_confused_external_images(app_env, model):
     assert not box.image and box.markdown[0].value == listed
     comparison = next(d.value for d in at.dataframe if "classes with images" in d.value.columns)
     assert comparison.loc["radio", "images"] == str(m["n"])
+
+
+def test_leave_one_source_out_runs_show_beside_the_run_they_match(app_env, model, tmp_path):
+    """A run marked by bench/loso.py (loso.json naming its external entry) shows on the
+    Results page with its figures on the held-out source, and whether it trained as the
+    shown run did (data, seed and subsample aside)."""
+    registry, area = app_env
+    shutil.copytree(registry.get("tiny").path, registry.root / "loso-same")
+    fold = registry.get("loso-same")
+    config = fold.config | {"data_dir": str(tmp_path / "fold"), "seed": 7}
+    fold.write("config.json", config)
+    held = make_external(area / "held", per_class=2)
+    m = evaluate_external(fold, held, model=model)
+    fold.write(LOSO_RECORD, {"held_out": "SARTAJ", "entry": m["slug"]})
+    shutil.copytree(fold.path, registry.root / "loso-other")
+    registry.get("loso-other").write("config.json", config | {"head_epochs": 99})
+    shutil.copytree(fold.path, registry.root / "loso-broken")
+    registry.get("loso-broken").write(LOSO_RECORD, {"held_out": "SARTAJ", "entry": "gone"})
+
+    found = leave_one_source_out(registry.list(), like=registry.get("tiny"))
+    assert [(f["run"].id, f["same_recipe"]) for f in found] == [("loso-same", True), ("loso-other", False)]
+    assert found[0]["entry"]["accuracy"] == m["accuracy"]
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("app_pages/results.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = next(d.value for d in at.dataframe if "held out" in d.value.columns)
+    assert list(table.index) == ["loso-same", "loso-other"]
+    assert table.loc["loso-same", "recipe"] == "this run's"
+    assert table.loc["loso-same", "accuracy (95% interval)"] == format_interval(
+        m["accuracy"], m["intervals"]["accuracy"]
+    )
+    assert table.loc["loso-same", "recall pituitary"] == "–"  # make_external has none

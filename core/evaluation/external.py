@@ -287,6 +287,31 @@ def external_entries(run: Run) -> list[dict]:
     return sorted(entries, key=lambda m: str(m.get("evaluated", "")), reverse=True)
 
 
+LOSO_RECORD = "loso.json"  # written beside a leave-one-source-out run by bench/loso.py
+RECIPE_FIELDS_IGNORED = ("data_dir", "seed", "max_per_class")  # what a fold run may differ in
+
+
+def leave_one_source_out(runs: list[Run], like: Run | None = None) -> list[dict]:
+    """The leave-one-source-out runs among `runs` (their loso.json), each with its figures
+    on the source it never saw: {"run", "record", "entry", "same_recipe"}. `same_recipe`:
+    whether it trained as `like` did, apart from the data, the seed and the subsample."""
+
+    def recipe(run: Run) -> dict:
+        return {k: v for k, v in run.config.items() if k not in RECIPE_FIELDS_IGNORED}
+
+    found = []
+    for run in runs:
+        record = run.read(LOSO_RECORD)
+        if not isinstance(record, dict):
+            continue
+        entry = read_json(run.file(FOLDER) / str(record.get("entry")) / "metrics.json")
+        if not isinstance(entry, dict):
+            continue
+        same = like is not None and recipe(run) == recipe(like)
+        found.append({"run": run, "record": record, "entry": entry, "same_recipe": same})
+    return sorted(found, key=lambda f: (not f["same_recipe"], f["run"].id))
+
+
 def entry_predictions(run: Run, entry_slug: str) -> list[dict[str, str]]:
     """The rows of an entry's predictions.csv."""
     path = run.file(FOLDER) / entry_slug / "predictions.csv"
