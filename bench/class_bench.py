@@ -146,7 +146,8 @@ def main() -> int:
                 try:
                     page.get_by_text("Grad-CAM for").first.wait_for(timeout=left * 1000)
                     answer = page.get_by_text(f"{scan.name} — prediction").first
-                    answers[i] = answer_of(answer.inner_text(timeout=5000), classes)
+                    answer.wait_for(timeout=left * 1000)  # a browser at low priority renders late
+                    answers[i] = answer_of(answer.inner_text(), classes)
                 except PlaywrightTimeout:
                     answers[i] = None
             answered = time.monotonic() - last_upload
