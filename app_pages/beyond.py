@@ -83,7 +83,7 @@ def loso_table(found: list[dict]) -> pd.DataFrame:
     for f in found:
         entry, config = f["entry"], f["run"].config
         row = {
-            "recipe": "this run's" if f["same_recipe"] else f"preset {config.get('preset')}, another",
+            "recipe": "this run's" if f["same_recipe"] else f"another (preset {config.get('preset')})",
             "held out": f["record"].get("held_out", "?"),
             "images": str(entry["n"]),
             "accuracy (95% interval)": _figure(entry, "accuracy"),

@@ -9,7 +9,16 @@ from app_pages.shared import image_grid, registry, usable_runs
 from core.config import as_ran
 from core.errors import PipelineError
 from core.evaluation.interpret import Interpretation, compare, config_diff, paired_test
+from core.intervals import format_interval
 from core.training.launcher import launch_ensemble
+
+
+def with_interval(m: dict, key: str, percent: bool = True) -> str | None:
+    """A figure and its 95% interval, as the Results page shows it; None when absent."""
+    if key not in m:
+        return None
+    return format_interval(m[key], (m.get("intervals") or {}).get(key), percent)
+
 
 st.title("Compare runs")
 runs = [r for r in usable_runs() if r.metrics]
@@ -35,16 +44,20 @@ rows = {}
 for r in chosen:
     m, clean = r.metrics, r.metrics.get("clean") or {}
     rows[r.id] = {
-        "accuracy": m["accuracy"],
-        "macro F1": m["macro_f1"],
-        "clean accuracy": clean.get("accuracy"),
-        "clean macro F1": clean.get("macro_f1"),
-        "test images": m["n"],
-        "clean images": clean.get("n"),
+        "accuracy": with_interval(m, "accuracy"),
+        "macro F1": with_interval(m, "macro_f1", percent=False),
+        "clean accuracy": with_interval(clean, "accuracy"),
+        "clean macro F1": with_interval(clean, "macro_f1", percent=False),
+        "test images": str(m["n"]),
+        "clean images": str(clean.get("n", "")),
     }
     if tta := r.read("tta.json"):
-        rows[r.id] |= {"TTA accuracy": tta["accuracy"], "TTA clean accuracy": tta["clean"]["accuracy"]}
+        rows[r.id] |= {
+            "TTA accuracy": with_interval(tta, "accuracy"),
+            "TTA clean accuracy": with_interval(tta["clean"], "accuracy"),
+        }
 st.dataframe(pd.DataFrame(rows).T, width="stretch")
+st.caption("In brackets: 95% intervals. Whether two runs differ is tested below, on the same images.")
 
 with st.expander("Make an ensemble of these runs"):
     st.caption(

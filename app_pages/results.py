@@ -49,7 +49,8 @@ if clean:
     clean_interval = (clean.get("intervals") or {}).get("accuracy")
     headline(c4, "Clean-set accuracy", clean["accuracy"], clean_interval, help=CLEAN_SET_HELP)
 st.caption(
-    "In brackets: 95% intervals (stratified bootstrap, 1,000 resamples of the test images). "
+    "Under each figure and in brackets: 95% intervals (stratified bootstrap, 1,000 resamples "
+    "of the test images). "
     "Two figures whose intervals overlap widely may not differ at all: the Compare page tests "
     "two runs on the same images."
     if ci

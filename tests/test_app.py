@@ -223,6 +223,9 @@ def test_compare_page_shows_differences(app_env):
     assert not at.exception, [e.message for e in at.exception]
     diff = at.dataframe[0].value
     assert "finetune_lr" in diff.index
+    figures = at.dataframe[1].value
+    low, high = registry.get(run_id).metrics["intervals"]["accuracy"]
+    assert figures.loc[run_id, "accuracy"].endswith(f"({100 * low:.1f}-{100 * high:.1f})")
     assert len(at.get("plotly_chart")) == 2
     counts = [m.value for m in at.markdown if "right only in" in m.value]
     assert sorted(c.split("**")[1] for c in counts) == ["0", "1"]
