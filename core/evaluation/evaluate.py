@@ -189,7 +189,7 @@ def evaluate_run(
     (calibration.json) and are saved as predictions-validation.csv; `validation`: those
     predictions when the caller has them already, otherwise they are computed.
     """
-    model = model or _saved_model(run)
+    model = _model_for(run, index, model)
     predictions, metrics, clean = score_testing(run, index, model, audit=audit, verbose=verbose)
     atomic_write_bytes(run.file("predictions.csv"), predictions.to_csv(index.classes, clean).encode())
     validation = validation or validation_predictions(run, index, model, verbose)
@@ -214,8 +214,7 @@ def score_testing(
 ) -> tuple[Predictions, dict, set[str]]:
     """A run's Testing predictions (with TTA over `views`), their official figures with
     the clean test set's under "clean", and the clean set's files."""
-    if run.classes != index.classes:
-        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
+    _check_classes(run, index)
     predictions = predict_run(run, model, index, index.testing, batch, verbose=verbose, views=views)
     audit = audit or cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
@@ -268,11 +267,22 @@ def validation_predictions(run: Run, index: DatasetIndex, model, verbose: int = 
 def evaluate_tta(run: Run, index: DatasetIndex, chosen: Sequence[View], batch: int = 32, model=None) -> dict:
     """Testing figures (official and clean) with test-time augmentation over `chosen`
     views; saved as tta.json and predictions-tta.csv beside the plain ones."""
-    predictions, metrics, clean = score_testing(run, index, model or _saved_model(run), batch, chosen)
+    predictions, metrics, clean = score_testing(run, index, _model_for(run, index, model), batch, chosen)
     metrics["views"] = [v.name for v in chosen]
     atomic_write_bytes(run.file("predictions-tta.csv"), predictions.to_csv(index.classes, clean).encode())
     run.write("tta.json", metrics)
     return metrics
+
+
+def _check_classes(run: Run, index: DatasetIndex) -> None:
+    if run.classes != index.classes:
+        raise DatasetError(f"the dataset's classes {index.classes} differ from the run's {run.classes}")
+
+
+def _model_for(run: Run, index: DatasetIndex, model):
+    """`model`, or the run's saved one; refused before loading when the classes differ."""
+    _check_classes(run, index)
+    return model if model is not None else _saved_model(run)
 
 
 def _saved_model(run: Run):
