@@ -95,8 +95,12 @@ def test_predict_command_json(trained, dataset):
     assert answers[1]["label"] is None and "not a readable image" in answers[1]["error"]
 
 
-def test_evaluate_command_reproduces_metrics(trained):
-    models, run_id = trained
+def test_evaluate_command_reproduces_metrics(trained, tmp_path):
+    # On a copy: evaluating again recalibrates from the images, and other tests read the
+    # shared run's calibration as training wrote it.
+    shared, run_id = trained
+    models = tmp_path / "models"
+    shutil.copytree(shared, models)
     before = Registry(models).get(run_id).metrics
     result = run_cli("evaluate", run_id, models=models)
     assert result.returncode == 0, result.stderr
