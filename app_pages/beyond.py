@@ -8,7 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import charts
-from app_pages.shared import classifier, image_grid, inside_data_roots, model_stamp, registry
+from app_pages.shared import (
+    classifier,
+    figure_text,
+    image_grid,
+    inside_data_roots,
+    model_stamp,
+    registry,
+)
 from core.errors import PipelineError
 from core.evaluation.external import (
     LAYOUT,
@@ -86,7 +93,7 @@ def loso_table(found: list[dict]) -> pd.DataFrame:
             "recipe": "this run's" if f["same_recipe"] else f"another (preset {config.get('preset')})",
             "held out": f["record"].get("held_out", "?"),
             "images": str(entry["n"]),
-            "accuracy (95% interval)": _figure(entry, "accuracy"),
+            "accuracy (95% interval)": figure_text(entry, "accuracy"),
         }
         row |= {f"recall {c}": _recall(entry, c) for c in entry["classes"]}
         rows[f["run"].id] = row
@@ -124,11 +131,6 @@ def _labels(entries: list[dict]) -> list[str]:
     return [e["name"] if names.count(e["name"]) == 1 else e["slug"] for e in entries]
 
 
-def _figure(metrics: dict, key: str, percent: bool = True) -> str:
-    interval = (metrics.get("intervals") or {}).get(key)
-    return format_interval(metrics[key], interval, percent)
-
-
 def comparison_table(official: dict, entries: list[dict], labels: list[str]) -> pd.DataFrame:
     """One row per test set (official Testing and its clean subset first): images,
     accuracy and macro-F1 with their intervals, and the classes it has images of."""
@@ -138,8 +140,8 @@ def comparison_table(official: dict, entries: list[dict], labels: list[str]) -> 
         {
             label: {
                 "images": str(m["n"]),
-                "accuracy (95% interval)": _figure(m, "accuracy"),
-                "macro F1 (95% interval)": _figure(m, "macro_f1", percent=False),
+                "accuracy (95% interval)": figure_text(m, "accuracy"),
+                "macro F1 (95% interval)": figure_text(m, "macro_f1", percent=False),
                 "classes with images": ", ".join(c for c in m["classes"] if m["per_class"][c]["support"]),
             }
             for label, m in sets
@@ -190,7 +192,7 @@ def sequence_table(entry: dict) -> pd.DataFrame | None:
 
 def _entry(run: Run, entry: dict, label: str) -> None:
     with st.container(border=True):
-        st.subheader(f"{label}: accuracy {_figure(entry, 'accuracy')} on {entry['n']} images")
+        st.subheader(f"{label}: accuracy {figure_text(entry, 'accuracy')} on {entry['n']} images")
         digest = entry["fingerprint"]["sha256"][:12]
         st.caption(f"`{entry['root']}` · evaluated {entry['evaluated']} · fingerprint {digest}")
         if entry.get("missing_classes"):

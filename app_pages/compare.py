@@ -5,20 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import charts
-from app_pages.shared import image_grid, registry, usable_runs
+from app_pages.shared import figure_text, image_grid, registry, usable_runs
 from core.config import as_ran
 from core.errors import PipelineError
 from core.evaluation.interpret import Interpretation, compare, config_diff, paired_test
-from core.intervals import format_interval
 from core.training.launcher import launch_ensemble
-
-
-def with_interval(m: dict, key: str, percent: bool = True) -> str | None:
-    """A figure and its 95% interval, as the Results page shows it; None when absent."""
-    if key not in m:
-        return None
-    return format_interval(m[key], (m.get("intervals") or {}).get(key), percent)
-
 
 st.title("Compare runs")
 runs = [r for r in usable_runs() if r.metrics]
@@ -44,17 +35,17 @@ rows = {}
 for r in chosen:
     m, clean = r.metrics, r.metrics.get("clean") or {}
     rows[r.id] = {
-        "accuracy": with_interval(m, "accuracy"),
-        "macro F1": with_interval(m, "macro_f1", percent=False),
-        "clean accuracy": with_interval(clean, "accuracy"),
-        "clean macro F1": with_interval(clean, "macro_f1", percent=False),
+        "accuracy": figure_text(m, "accuracy"),
+        "macro F1": figure_text(m, "macro_f1", percent=False),
+        "clean accuracy": figure_text(clean, "accuracy"),
+        "clean macro F1": figure_text(clean, "macro_f1", percent=False),
         "test images": str(m["n"]),
         "clean images": str(clean.get("n", "")),
     }
     if tta := r.read("tta.json"):
         rows[r.id] |= {
-            "TTA accuracy": with_interval(tta, "accuracy"),
-            "TTA clean accuracy": with_interval(tta["clean"], "accuracy"),
+            "TTA accuracy": figure_text(tta, "accuracy"),
+            "TTA clean accuracy": figure_text(tta["clean"], "accuracy"),
         }
 st.dataframe(pd.DataFrame(rows).T, width="stretch")
 st.caption("In brackets: 95% intervals. Whether two runs differ is tested below, on the same images.")

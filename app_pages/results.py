@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages import charts, sanity
 from app_pages.report import report_html
-from app_pages.shared import active_run, headline, image_grid, registry, usable_runs
+from app_pages.shared import active_run, figure_text, headline, image_grid, registry, usable_runs
 from core.calibration import apply_temperature
 from core.config import KEEP_WHEN_MISSING
 from core.errors import PipelineError
@@ -106,12 +106,8 @@ if len(table) > 1:
             {
                 name: {
                     "images": m["n"],
-                    "accuracy (95% interval)": format_interval(
-                        m["accuracy"], (m.get("intervals") or {}).get("accuracy")
-                    ),
-                    "macro F1 (95% interval)": format_interval(
-                        m["macro_f1"], (m.get("intervals") or {}).get("macro_f1"), percent=False
-                    ),
+                    "accuracy (95% interval)": figure_text(m, "accuracy"),
+                    "macro F1 (95% interval)": figure_text(m, "macro_f1", percent=False),
                 }
                 for name, m in table.items()
             }

@@ -17,6 +17,7 @@ import streamlit as st
 from core.data.dataset import LAYOUT_HELP, DatasetIndex, resolve_inside, scan_dataset
 from core.data.images import read_header
 from core.errors import PipelineError
+from core.intervals import format_interval
 from core.registry import DEFAULT_MODELS_DIR, Registry, Run
 
 DISCLAIMER = (
@@ -26,14 +27,22 @@ ACCEPTED_UPLOADS = ["jpg", "jpeg", "png", "dcm"]
 BATCH_UPLOADS = [*ACCEPTED_UPLOADS, "zip"]
 
 
+def figure_text(metrics: dict, key: str, percent: bool = True) -> str | None:
+    """A figure of metrics.json with its 95% interval, '98.3% (97.6-99.0)'; None when
+    the metrics lack it."""
+    if key not in metrics:
+        return None
+    return format_interval(metrics[key], (metrics.get("intervals") or {}).get(key), percent)
+
+
 def headline(
     container, label: str, value: float, interval: list[float] | None, percent: bool = True, **kw
 ) -> None:
     """A headline figure with its 95% interval on a line of its own under it: st.metric
     shows its value in a large font that cuts a long text such as '98.3% (97.6-99.0)'."""
-    container.metric(label, f"{100 * value:.1f}%" if percent else f"{value:.3f}", **kw)
+    container.metric(label, format_interval(value, None, percent), **kw)
     if interval:
-        low, high = (f"{100 * b:.1f}%" if percent else f"{b:.3f}" for b in interval)
+        low, high = (format_interval(bound, None, percent) for bound in interval)
         container.caption(f"95% interval {low} to {high}")
     else:
         container.caption("no interval: `python -m core evaluate` adds it")
