@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import framing_of
+from core.config import as_ran, framing_of
 from core.data.dataset import DatasetIndex, Sample, fingerprint
 from core.data.images import load_rgb
 from core.errors import DatasetError, ImageDecodeError
@@ -294,10 +294,11 @@ RECIPE_FIELDS_IGNORED = ("data_dir", "seed", "max_per_class")  # what a fold run
 def leave_one_source_out(runs: list[Run], like: Run | None = None) -> list[dict]:
     """The leave-one-source-out runs among `runs` (their loso.json), each with its figures
     on the source it never saw: {"run", "record", "entry", "same_recipe"}. `same_recipe`:
-    whether it trained as `like` did, apart from the data, the seed and the subsample."""
+    whether it trained as `like` did, apart from the data, the seed and the subsample,
+    each config read as it ran (a setting it lacks as what it meant then)."""
 
     def recipe(run: Run) -> dict:
-        return {k: v for k, v in run.config.items() if k not in RECIPE_FIELDS_IGNORED}
+        return {k: v for k, v in as_ran(run.config).items() if k not in RECIPE_FIELDS_IGNORED}
 
     found = []
     for run in runs:
