@@ -50,6 +50,11 @@ def input_size_for(precision: str) -> int:
 FLAG_BELOW = 0.6
 
 
+def validation_folds(fraction: float) -> int:
+    """The k of the grouped k-fold split whose one fold is a `fraction` share of Training."""
+    return round(1 / fraction)
+
+
 def as_ran(config: dict[str, Any]) -> dict[str, Any]:
     """A run's saved config.json with every setting it lacks read as what it meant then
     (preset, keep, framing): what the Compare page sets side by side. An ensemble's, or
@@ -478,9 +483,9 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 0.9:
             raise ConfigError(f"val_fraction must be between 0 and 0.9; got {self.val_fraction}")
-        if not 0 <= self.val_fold < round(1 / self.val_fraction):
+        if not 0 <= self.val_fold < validation_folds(self.val_fraction):
             raise ConfigError(
-                f"val_fold must be between 0 and {round(1 / self.val_fraction) - 1} "
+                f"val_fold must be between 0 and {validation_folds(self.val_fraction) - 1} "
                 f"(round(1 / val_fraction) - 1); got {self.val_fold}"
             )
         if self.batch_size < 1 or self.head_epochs < 0 or self.finetune_epochs < 0:

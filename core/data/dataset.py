@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from core.config import validation_folds
 from core.errors import DatasetError
 
 SPLITS = ("Training", "Testing")
@@ -127,7 +128,7 @@ def split_validation(
             "every class needs at least 2 distinct Training images (not copies of each other) "
             "to carve a validation set"
         )
-    folds = max(2, min(round(1 / fraction), min(groups_per_class.values())))
+    folds = max(2, min(validation_folds(fraction), min(groups_per_class.values())))
     if not 0 <= fold < folds:
         raise DatasetError(f"validation fold {fold} does not exist: this Training pool gives {folds} folds")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
