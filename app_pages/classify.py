@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +21,7 @@ from app_pages.shared import (
     classifier,
     explainer,
     inside_data_roots,
+    log_answer,
     model_stamp,
     registry,
     settle_tensorflow,
@@ -166,6 +168,7 @@ def one_by_one(run, s: Settings) -> None:
         return
     model, cam = loaded(run)
     for upload in files:
+        started = time.monotonic()
         st.divider()
         modality = ""
         try:
@@ -191,6 +194,7 @@ def one_by_one(run, s: Settings) -> None:
         for column, (caption, picture) in zip(columns[1:], overlays):
             column.image(picture, caption=f"{caption} for {label}")
         columns[-1].plotly_chart(charts.probabilities(probs), width="stretch", key=f"p-{upload.file_id}")
+        log_answer(time.monotonic() - started)
         if s.sanity:
             sanity.show(run, image, model.classes.index(label), s.method, s.alpha, s.colormap)
         caption, picture = overlays[0]  # side by side: the first member's map

@@ -10,10 +10,16 @@ Testing scan, and each waits for its prediction and its Grad-CAM overlay. Report
 time until every session has its answer (from the last upload), the answers that are
 wrong (the model's error, against the scan's folder) or missing (none within the
 timeout), the server's peak resident memory (sampled every 0.2 s) and the CPU time the
-server and the browsers spent from the last upload to the last answer. The browsers run
-on the same cores as the server, as they would not in a classroom, so they run at the
-lowest CPU priority: the server's work comes first, and the browsers' share shows how
-much of the wait is theirs.
+server and the browsers spent from the last upload to the last answer.
+
+In a classroom the browsers run on the students' machines; here they share the server's.
+So by default (--cores split) the server runs on the first half of the cores and the
+browsers on the other half, at the lowest CPU priority, and the bench gives two times: when
+the server had answered every session (from the line app_pages.shared.log_answer writes to
+its console for each scan it answers with a saliency map) and when every browser had drawn
+its answer. The first is the server's own time, on half the machine; the second adds the
+browsers' rendering, which on a shared machine waits for free cores. --cores shared runs
+everything on every core.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import random
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app_pages.shared import ANSWER_LOG  # noqa: E402
 from bench.common import CHROMIUM_FLAGS, DATASET, OUT, machine, start_app  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
 
@@ -99,6 +107,24 @@ def answer_of(text: str, classes: list[str]) -> str | None:
     return min(found)[1] if found else None
 
 
+def server_answers(log: Path, since: float) -> list[float]:
+    """When the server answered each scan after `since` (epoch seconds), from its log."""
+    times = []
+    for line in log.read_text(errors="replace").splitlines():
+        if ANSWER_LOG in line:
+            when = datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
+            if when >= since:
+                times.append(when)
+    return sorted(times)
+
+
+def split_cores() -> tuple[set[int], set[int]]:
+    """(the server's cores, the browsers' cores): the first half of this process's cores and the rest."""
+    cores = sorted(os.sched_getaffinity(0))
+    half = max(1, len(cores) // 2)
+    return set(cores[:half]), set(cores[half:]) or set(cores)
+
+
 def main() -> int:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
@@ -112,12 +138,24 @@ def main() -> int:
         "--timeout", type=float, default=300, help="seconds a session may wait for its answer"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cores",
+        choices=("split", "shared"),
+        default="split",
+        help="split: the server on half the cores, the browsers on the rest (default); shared: all on all",
+    )
     args = parser.parse_args()
     scans = pick_scans(args.sessions, args.seed)
     classes = sorted({c for _, c in scans} | set(scan_dataset(DATASET).classes))
     env = {**os.environ, "BTMRI_DATA": str(DATASET), "BTMRI_MODELS": str(args.models.resolve())}
     OUT.mkdir(parents=True, exist_ok=True)
-    server, url, health = start_app(env, OUT / "class_bench_server.log")
+    every_core = os.sched_getaffinity(0)
+    server_cores, browser_cores = split_cores() if args.cores == "split" else (every_core, every_core)
+    os.sched_setaffinity(0, server_cores)  # the server inherits it, with every thread it starts
+    log = OUT / "class_bench_server.log"
+    began = time.time()
+    server, url, health = start_app(env, log)
+    os.sched_setaffinity(0, browser_cores)  # and the browsers, which start after
     memory = PeakMemory(server.pid)
     memory.start()
     answers: dict[int, str | None] = {}
@@ -136,7 +174,7 @@ def main() -> int:
                 uploader = page.locator("[data-testid='stFileUploaderDropzoneInput']").first
                 uploader.wait_for(state="attached", timeout=args.timeout * 1000)
                 uploader.set_input_files(str(scan))
-            last_upload = time.monotonic()
+            last_upload, last_upload_epoch = time.monotonic(), time.time()
             server_processes = [memory.process, *memory.process.children(recursive=True)]
             server_cpu, browsers = cpu_seconds(server_processes), browser_processes()
             browser_cpu = cpu_seconds(browsers)
@@ -158,13 +196,25 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
         peak = memory.stop()
+    logged = server_answers(log, began)
+    server_done = logged[args.sessions - 1] - last_upload_epoch if len(logged) >= args.sessions else None
     missing = [scans[i][0].name for i, a in answers.items() if a is None]
     wrong = [(scans[i][0].name, scans[i][1], a) for i, a in answers.items() if a and a != scans[i][1]]
     print("=== bench/class_bench.py ===")
     print(f"machine: {machine()}")
     print(f"{args.sessions} sessions; server health check {health:.1f} s after start")
     print(f"all sessions opened within {opened:.1f} s; all uploads sent {ready:.1f} s after the first opened")
-    print(f"every answer with Grad-CAM {answered:.1f} s after the last upload (timeout {args.timeout:.0f} s)")
+    print(
+        f"cores: server {sorted(server_cores)}, browsers {sorted(browser_cores)} "
+        f"({args.cores}; the browsers at the lowest priority)"
+    )
+    if server_done is None:
+        print(f"server: only {len(logged)} of {args.sessions} answers in its log")
+    else:
+        print(f"server: every answer with Grad-CAM sent {max(server_done, 0):.1f} s after the last upload")
+    print(
+        f"browsers: every answer drawn {answered:.1f} s after the last upload (timeout {args.timeout:.0f} s)"
+    )
     print(f"CPU after the last upload: server {server_cpu:.1f} s, browsers {browser_cpu:.1f} s")
     print(f"missing answers: {len(missing)} {missing}")
     print(f"wrong answers (the model's errors): {len(wrong)} {wrong}")

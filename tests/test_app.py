@@ -14,6 +14,7 @@ from datagen import jpeg_bytes, slice_image
 from dicomgen import PATIENT_ID, PATIENT_NAME, mixed_zip, scan_bytes, volume
 from streamlit.testing.v1 import AppTest
 
+from app_pages.shared import ANSWER_LOG
 from core.config import FLAG_BELOW
 from core.registry import Registry, wait_for
 
@@ -236,7 +237,7 @@ def test_compare_page_shows_differences(app_env):
     assert float(official["McNemar p"]) == 1.0
 
 
-def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
+def test_classify_upload_gives_prediction_overlay_and_errors(app_env, capsys):
     at = start("app_pages/classify.py")
     assert "Not a diagnostic device" in at.warning[0].value
     assert "20 MB" in at.caption[0].value
@@ -252,6 +253,11 @@ def test_classify_upload_gives_prediction_overlay_and_errors(app_env):
     assert any("notes.png" in e.value and "not a readable image" in e.value for e in at.error)
     assert len(at.image) == 2  # the model's view and the overlay
     assert any("Grad-CAM" in str(i.proto) for i in at.image)
+    # The server's console gets one line per answered scan (class_bench times the server by
+    # it), naming neither the file nor the answer.
+    answers = [line for line in capsys.readouterr().err.splitlines() if ANSWER_LOG in line]
+    assert len(answers) == 1 and "scan.jpg" not in answers[0], answers
+    assert not any(c in answers[0] for c in ("glioma", "meningioma", "notumor", "pituitary"))
     by_label(at.selectbox, "Saliency method").set_value("Grad-CAM++").run()
     assert not at.exception and len(at.image) == 2
 
