@@ -21,7 +21,6 @@ from app_pages.shared import (
     classifier,
     explainer,
     inside_data_roots,
-    log_answer,
     model_stamp,
     registry,
     settle_tensorflow,
@@ -34,6 +33,7 @@ from core.explanation.explain import METHODS, overlay
 from core.model.ood import QUANTILE, WARNING
 from core.model.tta import DEFAULT_VIEWS, VIEWS, View, tta_heatmap, views
 from core.serving import batch
+from core.serving.console import log_answer
 from core.serving.scan_report import scan_report_html
 
 MAX_THUMBNAILS = 24

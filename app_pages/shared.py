@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,6 @@ DISCLAIMER = (
 )
 ACCEPTED_UPLOADS = ["jpg", "jpeg", "png", "dcm"]
 BATCH_UPLOADS = [*ACCEPTED_UPLOADS, "zip"]
-ANSWER_LOG = "classify: a scan answered"  # log_answer's words, which bench/class_bench.py reads
 
 
 def figure_text(metrics: dict, key: str, percent: bool = True) -> str | None:
@@ -49,15 +46,6 @@ def headline(
         container.caption(f"95% interval {low} to {high}")
     else:
         container.caption("no interval: `python -m core evaluate` adds it")
-
-
-def log_answer(seconds: float) -> None:
-    """One line on the server's console for each scan answered with its saliency map, with
-    the time it took: a teacher reads the room's load from it, and bench/class_bench.py
-    times the server apart from the browsers with it. The line names neither the file nor
-    the answer: uploads are not recorded."""
-    stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
-    print(f"{stamp} {ANSWER_LOG} in {seconds:.2f} s", file=sys.stderr, flush=True)
 
 
 def default_data_dir() -> str:

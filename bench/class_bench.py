@@ -15,7 +15,7 @@ server and the browsers spent from the last upload to the last answer.
 In a classroom the browsers run on the students' machines; here they share the server's.
 So by default (--cores split) the server runs on the first half of the cores and the
 browsers on the other half, at the lowest CPU priority, and the bench gives two times: when
-the server had answered every session (from the line app_pages.shared.log_answer writes to
+the server had answered every session (from the line core.serving.console.log_answer writes to
 its console for each scan it answers with a saliency map) and when every browser had drawn
 its answer. The first is the server's own time, on half the machine; the second adds the
 browsers' rendering, which on a shared machine waits for free cores. --cores shared runs
@@ -30,15 +30,14 @@ import random
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app_pages.shared import ANSWER_LOG  # noqa: E402
 from bench.common import CHROMIUM_FLAGS, DATASET, OUT, machine, start_app  # noqa: E402
 from core.data.dataset import scan_dataset  # noqa: E402
+from core.serving.console import answer_times  # noqa: E402
 
 
 class PeakMemory(threading.Thread):
@@ -105,17 +104,6 @@ def answer_of(text: str, classes: list[str]) -> str | None:
     """The class named first in a prediction's text."""
     found = [(text.find(c), c) for c in classes if c in text]
     return min(found)[1] if found else None
-
-
-def server_answers(log: Path, since: float) -> list[float]:
-    """When the server answered each scan after `since` (epoch seconds), from its log."""
-    times = []
-    for line in log.read_text(errors="replace").splitlines():
-        if ANSWER_LOG in line:
-            when = datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
-            if when >= since:
-                times.append(when)
-    return sorted(times)
 
 
 def split_cores() -> tuple[set[int], set[int]]:
@@ -196,7 +184,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
         peak = memory.stop()
-    logged = server_answers(log, began)
+    logged = [t for t in answer_times(log.read_text(errors="replace")) if t >= began]
     server_done = logged[args.sessions - 1] - last_upload_epoch if len(logged) >= args.sessions else None
     missing = [scans[i][0].name for i, a in answers.items() if a is None]
     wrong = [(scans[i][0].name, scans[i][1], a) for i, a in answers.items() if a and a != scans[i][1]]

@@ -6,6 +6,7 @@ import gc
 import json
 import shutil
 import sys
+import time
 
 import numpy as np
 import plotly.io
@@ -14,9 +15,9 @@ from datagen import jpeg_bytes, slice_image
 from dicomgen import PATIENT_ID, PATIENT_NAME, mixed_zip, scan_bytes, volume
 from streamlit.testing.v1 import AppTest
 
-from app_pages.shared import ANSWER_LOG
 from core.config import FLAG_BELOW
 from core.registry import Registry, wait_for
+from core.serving.console import ANSWER_LOG, answer_times
 
 TIMEOUT = 180  # TensorFlow imports and model loads take seconds on a 2-core machine
 
@@ -255,8 +256,10 @@ def test_classify_upload_gives_prediction_overlay_and_errors(app_env, capsys):
     assert any("Grad-CAM" in str(i.proto) for i in at.image)
     # The server's console gets one line per answered scan (class_bench times the server by
     # it), naming neither the file nor the answer.
-    answers = [line for line in capsys.readouterr().err.splitlines() if ANSWER_LOG in line]
+    console = capsys.readouterr().err
+    answers = [line for line in console.splitlines() if ANSWER_LOG in line]
     assert len(answers) == 1 and "scan.jpg" not in answers[0], answers
+    assert abs(answer_times(console)[0] - time.time()) < TIMEOUT  # the bench reads its moment
     assert not any(c in answers[0] for c in ("glioma", "meningioma", "notumor", "pituitary"))
     by_label(at.selectbox, "Saliency method").set_value("Grad-CAM++").run()
     assert not at.exception and len(at.image) == 2
