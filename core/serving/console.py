@@ -19,10 +19,14 @@ def log_answer(seconds: float) -> None:
     print(f"{stamp} {ANSWER_LOG} in {seconds:.2f} s", file=sys.stderr, flush=True)
 
 
-def answer_times(log: str) -> list[float]:
-    """The moments (epoch seconds) of the answer lines in a server's console output."""
-    return sorted(
-        datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
-        for line in log.splitlines()
-        if ANSWER_LOG in line
-    )
+def answers(log: str) -> list[tuple[float, float]]:
+    """(moment in epoch seconds, seconds taken) of each answer line in a server's console
+    output, in order of time."""
+    found = []
+    for line in log.splitlines():
+        if ANSWER_LOG in line:
+            stamp, _, rest = line.partition(" ")
+            found.append(
+                (datetime.fromisoformat(stamp).timestamp(), float(rest.split(" in ")[-1].split()[0]))
+            )
+    return sorted(found)
