@@ -7,26 +7,26 @@ uploads are not recorded.
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime
 
 ANSWER_LOG = "classify: a scan answered"
+_LINE = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d) " + ANSWER_LOG + r" in ([\d.]+) s")
 
 
 def log_answer(seconds: float) -> None:
-    """One console line: the local time with its offset, and the seconds the answer took."""
+    """One console line: the local time with its offset, and the seconds the answer took.
+    Written in one call: sessions answer from threads of their own, and print's separate
+    write of the newline lets two lines run together."""
     stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
-    print(f"{stamp} {ANSWER_LOG} in {seconds:.2f} s", file=sys.stderr, flush=True)
+    sys.stderr.write(f"{stamp} {ANSWER_LOG} in {seconds:.2f} s\n")
+    sys.stderr.flush()
 
 
 def answers(log: str) -> list[tuple[float, float]]:
-    """(moment in epoch seconds, seconds taken) of each answer line in a server's console
-    output, in order of time."""
-    found = []
-    for line in log.splitlines():
-        if ANSWER_LOG in line:
-            stamp, _, rest = line.partition(" ")
-            found.append(
-                (datetime.fromisoformat(stamp).timestamp(), float(rest.split(" in ")[-1].split()[0]))
-            )
-    return sorted(found)
+    """(moment in epoch seconds, seconds taken) of each answer in a server's console output,
+    in order of time; two answers run together on one line are both read."""
+    return sorted(
+        (datetime.fromisoformat(stamp).timestamp(), float(seconds)) for stamp, seconds in _LINE.findall(log)
+    )
