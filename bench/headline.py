@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import DATASET, OUT, SHARED, machine, standin_weights  # noqa: E402
 from core.cli import _config_from_args, build_parser  # noqa: E402
+from core.evaluation.external import evaluate_external  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from core.resolve import resolve_config  # noqa: E402
@@ -73,12 +74,6 @@ def ensure_run(registry: Registry, arguments: list[str], log: Path) -> str:
     if code:
         raise SystemExit(f"training {run_id} failed (exit {code}); see {log}")
     return "trained"
-
-
-def external_figures(run, root: Path) -> dict:
-    from core.evaluation.external import evaluate_external
-
-    return evaluate_external(run, root)
 
 
 def row(seed: int, run, external: dict) -> dict:
@@ -161,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         how = ensure_run(registry, arguments, args.models / f"{run_id}.log")
         run = registry.get(run_id)
         start = time.monotonic()
-        external = external_figures(run, args.external)
+        external = evaluate_external(run, args.external)
         print(f"  {run_id}: {how}; external set scored in {time.monotonic() - start:.0f} s", flush=True)
         rows.append(row(seed, run, external))
     report(rows)

@@ -352,3 +352,22 @@ def test_a_run_keeps_its_last_epoch_by_default_or_its_best_with_early_stopping(d
     older = {k: v for k, v in best.config.items() if k != "keep"}
     assert TrainConfig.from_dict(older).keep == "best"
     assert TrainConfig.from_dict(last.config).keep == "last"
+
+
+def test_evaluating_on_a_dataset_with_other_classes_is_refused_and_keeps_the_figures(trained, tmp_path):
+    from datagen import make_dataset
+
+    from core.errors import DatasetError
+    from core.evaluation.evaluate import evaluate_run, evaluate_tta
+
+    models, run_id = trained
+    run = Registry(models).get(run_id)
+    before = run.file("metrics.json").read_bytes()
+    other = make_dataset(tmp_path / "other", train_per_class=2, test_per_class=1, awkward=False)
+    shutil.rmtree(other / "Training" / "pituitary")
+    shutil.rmtree(other / "Testing" / "pituitary")
+    index = scan_dataset(other)
+    for evaluate in (evaluate_run, lambda r, i: evaluate_tta(r, i, [])):
+        with pytest.raises(DatasetError, match="differ from the run's"):
+            evaluate(run, index)
+    assert run.file("metrics.json").read_bytes() == before

@@ -213,8 +213,8 @@ def score_testing(
     verbose: int = 0,
 ) -> tuple[Predictions, dict, set[str]]:
     """A run's Testing predictions (with TTA over `views`), their official figures with
-    the clean test set's under "clean", and the clean set's files."""
-    _check_classes(run, index)
+    the clean test set's under "clean", and the clean set's files. `model` comes from
+    _model_for, which has checked the dataset's classes against the run's."""
     predictions = predict_run(run, model, index, index.testing, batch, verbose=verbose, views=views)
     audit = audit or cached_audit(index, run.cache_dir)
     clean = set(audit.clean_test_files())
