@@ -208,6 +208,15 @@ class AugmentConfig:
         widget="slider",
         bounds=(0.0, 0.2),
     )
+    jpeg: int = setting(
+        0,
+        help="lowest JPEG quality an image is re-encoded at, each image's drawn between this "
+        "and 95, as images saved and shared as JPEGs look (0: off)",
+        label="JPEG quality (lowest)",
+        section="Augmentation",
+        widget="slider",
+        bounds=(0, 95),
+    )
 
 
 @dataclass

@@ -3,21 +3,26 @@ name says, keeps a grayscale slice grayscale and in range, and leaves inference 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from core.config import AugmentConfig, TrainConfig
 from core.model.augment import (
     RandomBiasField,
     RandomGamma,
+    RandomJpeg,
     RandomResolution,
     RicianNoise,
     build_augmenter,
+    jpeg_round_trip,
     scanner_layers,
 )
 
-SCANNER = {"resolution": 32, "blur": 1.0, "bias_field": 0.3, "gamma": 0.4, "noise": 0.05}
+SCANNER = {"resolution": 32, "blur": 1.0, "bias_field": 0.3, "gamma": 0.4, "noise": 0.05, "jpeg": 20}
 OFF = {"rotation": 0.0, "zoom": 0.0, "horizontal_flip": False, "contrast": 0.0, "brightness": 0.0}
 
 
@@ -45,7 +50,13 @@ def test_each_scanner_change_alters_training_images_only(name):
 
 def test_each_image_of_a_batch_gets_its_own_change():
     images = slices(16)
-    for layer in (RandomGamma(0.5, seed=1), RandomBiasField(0.3, seed=1), RicianNoise(0.05, seed=1)):
+    layers = (
+        RandomGamma(0.5, seed=1),
+        RandomBiasField(0.3, seed=1),
+        RicianNoise(0.05, seed=1),
+        RandomJpeg(5, seed=1),
+    )
+    for layer in layers:
         changed = np.asarray(layer(images, training=True))
         assert len({round(float(c.mean()), 3) for c in changed}) > 8, layer.name
 
@@ -97,3 +108,35 @@ def test_the_augmenter_runs_inside_a_tf_data_pipeline():
 def test_scanner_changes_are_off_unless_asked_for():
     assert scanner_layers(TrainConfig(data_dir="x").augment, seed=0) == []
     assert len(scanner_layers(AugmentConfig(**SCANNER), seed=0)) == len(SCANNER)
+
+
+def pil_jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
+    """A grayscale image saved by PIL (libjpeg) as a JPEG of `quality` and read back."""
+    buffer = io.BytesIO()
+    Image.fromarray(gray, "L").save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer), np.float32)
+
+
+@pytest.mark.parametrize("quality", [10, 50, 90])
+def test_jpeg_round_trip_matches_libjpeg(quality):
+    # 67 px is not a multiple of the 8-px block, so the padding is exercised too.
+    rng = np.random.default_rng(quality)
+    yy, xx = np.mgrid[:67, :67]
+    gray = ((yy - 30) ** 2 + (xx - 33) ** 2 < 400) * 120.0 + 1.5 * xx + rng.normal(0, 8, (67, 67)) + 20
+    gray = np.clip(gray, 0, 255).astype(np.uint8)
+    rgb = np.repeat(gray[None, :, :, None].astype(np.float32), 3, axis=3)
+    ours = np.clip(np.asarray(jpeg_round_trip(rgb, np.array([quality], np.float32))), 0, 255)[0]
+    reference = pil_jpeg(gray, quality)
+    gap = np.abs(ours[..., 0] - reference).mean()
+    assert np.abs(reference - gray).mean() > 2  # JPEG at this quality visibly changes the image...
+    assert gap < 1.0  # ...and ours changes it as libjpeg does, to within a grey level on average,
+    for other in (quality - 5, quality + 5):  # much closer than libjpeg at a nearby quality
+        assert gap < 0.5 * np.abs(ours[..., 0] - pil_jpeg(gray, other)).mean()
+    assert np.abs(ours[..., 0] - ours[..., 2]).max() < 1e-3
+
+
+def test_lower_jpeg_quality_loses_more_detail():
+    images = slices(8)
+    worst = np.asarray(RandomJpeg(5, seed=0)(images, training=True))
+    best = np.asarray(jpeg_round_trip(images, np.full(8, 95.0, np.float32)))
+    assert np.abs(worst - images).mean() > 2 * np.abs(best - images).mean()

@@ -2,8 +2,8 @@
 
 Two kinds of change. Geometric and photometric ones (flip, rotation, zoom, contrast,
 brightness) vary the pose and exposure of a slice. Scanner ones (resolution, gamma, bias
-field, blur, Rician noise) vary what differs between MR machines, sequences and the
-collections the dataset merges, so that a model leans less on how a source's images look
+field, blur, Rician noise, JPEG re-encoding) vary what differs between MR machines,
+sequences and the collections the dataset merges, so that a model leans less on how a source's images look
 (docs/benchmarks.md, "Scanner augmentation", measures them). Every scanner change acts on
 all three channels alike, so a grayscale slice stays grayscale.
 
@@ -21,8 +21,21 @@ from keras import ops
 
 from core.config import AugmentConfig
 
-SCANNER_CHANGES = ("resolution", "blur", "bias_field", "gamma", "noise")  # AugmentConfig fields
+SCANNER_CHANGES = ("resolution", "blur", "bias_field", "gamma", "noise", "jpeg")  # AugmentConfig fields
 RESOLUTION_STEPS = 4  # sizes between the smallest and the full side, geometrically spaced
+JPEG_HIGHEST_QUALITY = 95.0  # RandomJpeg draws each image's quality up to this
+# The luminance quantisation table of the JPEG standard (ITU-T T.81, Annex K), which
+# libjpeg, and so PIL, scales by the quality setting.
+JPEG_LUMINANCE_TABLE = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
 
 
 class _PerImage(keras.layers.Layer):
@@ -120,6 +133,51 @@ class RicianNoise(_PerImage):
         return ops.sqrt(ops.square(images + sigma * real) + ops.square(sigma * imaginary))
 
 
+def _dct_matrix() -> list[list[float]]:
+    """The orthonormal 8-point DCT-II, D[u][x]: D X D^T is JPEG's forward transform."""
+    return [
+        [math.sqrt((1 if u == 0 else 2) / 8) * math.cos((2 * x + 1) * u * math.pi / 16) for x in range(8)]
+        for u in range(8)
+    ]
+
+
+def jpeg_round_trip(images, quality):
+    """Images (b, h, w, c) in [0, 255] as a grayscale JPEG at `quality` (b,) would decode
+    them: 8 x 8 block DCTs quantised with the standard luminance table scaled as libjpeg
+    scales it. Each channel is coded alike, which for a grayscale slice in RGB is exactly
+    JPEG's luminance channel (its chroma channels are flat)."""
+    height, width = images.shape[1], images.shape[2]
+    padded = ops.pad(images, [[0, 0], [0, -height % 8], [0, -width % 8], [0, 0]], mode="symmetric")
+    b, h, w, c = ops.shape(padded)[0], padded.shape[1], padded.shape[2], padded.shape[3]
+    # Blocks as (b, c * h/8 * w/8, 8, 8): TensorFlow broadcasts up to rank 5 only.
+    blocks = ops.transpose(ops.reshape(padded - 128.0, (b, h // 8, 8, w // 8, 8, c)), (0, 5, 1, 3, 2, 4))
+    blocks = ops.reshape(blocks, (b, c * (h // 8) * (w // 8), 8, 8))
+    dct = ops.convert_to_tensor(_dct_matrix(), "float32")
+    coefficients = ops.einsum("uy,bnyx,vx->bnuv", dct, blocks, dct)
+    quality = ops.clip(ops.cast(quality, "float32"), 1.0, 100.0)
+    scale = ops.where(quality < 50.0, 5000.0 / quality, 200.0 - 2.0 * quality)
+    base = ops.convert_to_tensor(JPEG_LUMINANCE_TABLE, "float32")
+    table = ops.clip(ops.floor((base[None] * scale[:, None, None] + 50.0) / 100.0), 1.0, 255.0)[:, None]
+    quantised = ops.round(coefficients / table) * table
+    decoded = ops.einsum("uy,bnuv,vx->bnyx", dct, quantised, dct) + 128.0
+    decoded = ops.transpose(ops.reshape(decoded, (b, c, h // 8, w // 8, 8, 8)), (0, 2, 4, 3, 5, 1))
+    return ops.reshape(decoded, (b, h, w, c))[:, :height, :width, :]
+
+
+class RandomJpeg(_PerImage):
+    """Re-encodes each image as a JPEG of a quality drawn between `lowest` and 95: the
+    blocking and lost fine detail of images that were saved, shared and downloaded as
+    JPEGs, as many of the dataset's and most scans from elsewhere were."""
+
+    def __init__(self, lowest: int, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.lowest = lowest
+
+    def change(self, images):
+        quality = self.uniform(images, (), float(self.lowest), JPEG_HIGHEST_QUALITY)
+        return jpeg_round_trip(images, ops.round(quality))
+
+
 def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential | None:
     """Keras preprocessing layers for training images, or None when switched off."""
     if not config.enabled:
@@ -142,7 +200,7 @@ def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential | None
 def scanner_layers(config: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
     """The scanner changes the config asks for, coarsest first: resolution and blur
     (detail), then the bias field and gamma (intensity), then noise, which a scanner
-    adds last."""
+    adds last, and JPEG coding, which comes after the scanner, when the image is saved."""
     layers: list[keras.layers.Layer] = []
     if config.resolution > 0:
         layers.append(RandomResolution(config.resolution, seed=seed))
@@ -158,4 +216,6 @@ def scanner_layers(config: AugmentConfig, seed: int) -> list[keras.layers.Layer]
         layers.append(RandomGamma(config.gamma, seed=seed + 3))
     if config.noise > 0:
         layers.append(RicianNoise(config.noise, seed=seed + 4))
+    if config.jpeg > 0:
+        layers.append(RandomJpeg(config.jpeg, seed=seed + 5))
     return layers
