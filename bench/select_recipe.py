@@ -84,11 +84,11 @@ from core.intervals import paired_difference  # noqa: E402
 
 BUDGET = 3.5  # passes: the most a default run may cost (issue 27)
 # Re-deriving the default recipe. The budget is counted in passes at the run's own input
-# size, so a smaller input does not buy budget; today's default (about 4.4 passes) must
-# lose time somewhere: fine-tuning epochs are most of it. Each entry is a full training
-# per seed, so the list is short; add others with --candidate.
+# size, so a smaller input does not buy budget; the default recipe (5.4 passes on the EPYC,
+# docs/benchmarks.md) must lose time somewhere: fine-tuning epochs are most of it. Each
+# entry is a full training per seed, so the list is short; add others with --candidate.
 DEFAULT_CANDIDATES = (
-    ("default", ""),  # today's recipe, the reference the others are paired against
+    ("default", ""),  # the current recipe, the reference the others are paired against
     ("ft3", "--finetune-epochs 3"),  # the same, cut to the budget: two fine-tuning epochs fewer
     ("ft3-views2", "--finetune-epochs 3 --cache-views 2"),  # plus one augmented cached view
     ("224-ft3", "--input-size 224 --finetune-epochs 3"),  # input size at the same epochs

@@ -104,7 +104,7 @@ def test_a_preset_of_unknown_settings_or_name_is_refused():
         TrainConfig(data_dir="x", preset="slow").validate()
     # A config.json written without a preset reads as the defaults it ran with.
     assert TrainConfig.from_dict({"data_dir": "x"}).preset == "default"
-    # ... and one without a framing saw whole images, padded, whatever today's default is.
+    # ... and one without a framing saw whole images, padded, whatever the current default is.
     assert TrainConfig.from_dict({"data_dir": "x"}).framing == "pad"
     assert framing_of({"input_size": 128}) == "pad"
     old = as_ran({"data_dir": "x", "input_size": 128})
