@@ -727,7 +727,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fresh", action="store_true", help="retrain runs that are already finished")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    parser.add_argument("--forward-pass", type=int, metavar="SIZE", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--forward-pass",
+        type=int,
+        metavar="SIZE",
+        help="only time one bare forward pass at SIZE px and print it as JSON (run once per input size)",
+    )
     args = parser.parse_args(argv)
     args.data = args.data.expanduser().resolve()
     args.models = args.models.expanduser().resolve()

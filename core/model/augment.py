@@ -3,9 +3,9 @@
 Two kinds of change. Geometric and photometric ones (flip, rotation, zoom, contrast,
 brightness) vary the pose and exposure of a slice. Scanner ones (resolution, gamma, bias
 field, blur, Rician noise, JPEG re-encoding) vary what differs between MR machines,
-sequences and the collections the dataset merges, so that a model leans less on how a source's images look
-(docs/benchmarks.md, "Scanner augmentation", measures them). Every scanner change acts on
-all three channels alike, so a grayscale slice stays grayscale.
+sequences and the collections the dataset merges, so that a model leans less on how a
+source's images look (docs/benchmarks.md, "Scanner augmentation", measures them). Every
+scanner change acts on all three channels alike, so a grayscale slice stays grayscale.
 
 Keras only (no TensorFlow import), with static shapes, so the same augmentation runs on
 any Keras backend: bench/gpu_bench.py uses it on a GPU machine whose Python has JAX but
