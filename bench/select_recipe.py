@@ -52,8 +52,9 @@ test holds the images' noise but not training's, so it is evidence, not the rule
 best candidate within budget is chosen only if its seed interval lies above 0; otherwise
 "no detectable difference: keep" the first candidate, or, when the
 first is over budget, the cheapest candidate within budget not detectably worse than the
-best. Prints every figure, the choice with its evidence and the machine, and writes them
-to selection.json under --models.
+best ("a trade" when that best is itself detectably worse than the first). Prints every
+figure, the choice with its evidence and the machine, and writes them to selection.json
+under --models.
 """
 
 from __future__ import annotations
@@ -362,11 +363,19 @@ def choose(results: list[Result], budget: float = BUDGET, on: str = "wall") -> C
         )
     level = [r for r in eligible if r is best or not paired(r, best).below]
     cheapest = min(level, key=lambda r: r.mean_cost(on))
+    within_budget = (
+        f"keep {cheapest.name}, the cheapest within budget not detectably worse than the best "
+        f"({best.name}; against {reference.name}: {_describe(comparison)})"
+    )
+    if comparison.below:
+        # The budget is met at a price the seeds can measure: say so rather than "no difference".
+        return Choice(
+            cheapest.name,
+            f"a trade: {reference.name} is over budget and every candidate within it is detectably "
+            f"worse; {within_budget}",
+        )
     return Choice(
-        cheapest.name,
-        f"no detectable difference: {reference.name} is over budget; keep {cheapest.name}, the cheapest "
-        f"within budget not detectably worse than the best ({best.name}; against {reference.name}: "
-        f"{_describe(comparison)})",
+        cheapest.name, f"no detectable difference: {reference.name} is over budget; {within_budget}"
     )
 
 

@@ -71,7 +71,11 @@ def test_a_reference_over_budget_gives_way_to_the_cheapest_candidate_not_detecta
     choice = sr.choose([reference, ft3, ft4, poor])
     assert choice.chosen == "ft3"
     assert choice.reason.startswith("no detectable difference: default is over budget")
-    assert sr.choose([reference, poor]).chosen == "tiny"  # the only one within budget
+    only = sr.choose([reference, poor])  # the only one within budget, at a measured price
+    assert only.chosen == "tiny"
+    assert only.reason.startswith(
+        "a trade: default is over budget and every candidate within it is detectably worse"
+    )
     assert sr.choose([reference]).chosen is None  # nothing within budget
 
 
