@@ -83,7 +83,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         overrides={},
-        cost="30 to 60 min on a 2-core CPU",
+        cost="25 to 60 min on a 2-core CPU",
         purpose="the accurate settings, for a run prepared before a session",
     ),
     # The default recipe at 128 px with two fine-tuning epochs. Chosen on grouped validation
@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {
     # which sets the floor on its time.
     "quick": Preset(
         overrides={"input_size": 128, "finetune_epochs": 2},
-        cost="10 to 15 min on a 2-core CPU",
+        cost="8 to 12 min on a 2-core CPU",
         purpose="a usable model within a live class",
     ),
 }
