@@ -87,9 +87,10 @@ BUDGET = 3.5  # passes: the most a default run may cost (issue 27)
 # Re-deriving the default recipe. The budget is counted in passes at the run's own input
 # size, so a smaller input does not buy budget. The default recipe costs 5.4 to 6.2 passes on
 # the EPYC (docs/benchmarks.md), so it must lose time somewhere: fine-tuning epochs are most
-# of it. Measured in the selection's first seed: three epochs cost 4.5 passes, two 3.35, and
-# 224 px at two 3.0; a second cached view adds about one. Each entry is a full training per
-# seed, so the list is short; add others with --candidate.
+# of it. Measured over three seeds: two epochs cost 3.1 passes and 224 px at two 3.3, each
+# about 2.2 points below the default on validation; three epochs cost 4.5 (one seed); a
+# second cached view adds about one. Each entry is a full training per seed, so the list is
+# short; add others with --candidate.
 DEFAULT_CANDIDATES = (
     ("default", ""),  # the current recipe, the reference the others are paired against
     ("ft3", "--finetune-epochs 3"),  # two fine-tuning epochs fewer: still over the budget
