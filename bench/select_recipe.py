@@ -35,10 +35,11 @@ sends each run's console output (which prints Testing figures) to a log file it 
 reads. Score the chosen recipe on Testing afterwards, with seeds not used here.
 
 Equal cost: in the same benchmark run, one bare forward pass of InceptionV3 (no top,
-average pooling, float32, the --weights of the runs) over every image of the dataset
-(Training and Testing), at each input size the runs used: decode, resize to the input size
-and predict, batch 32, after one untimed warm-up batch. It is timed on --pass-images
-images drawn at random (0: all) and extrapolated to the whole dataset. Each candidate's
+average pooling, in --pass-precision: float32 by default; the --weights of the runs) over
+every image of the dataset (Training and Testing), at each input size the runs used:
+decode, resize to the input size and predict, batch 32, after one untimed warm-up batch.
+It is timed on --pass-images images drawn at random (0: all) and extrapolated to the whole
+dataset. Each candidate's
 training wall time and CPU time (the process's user + system) are given as multiples of
 that pass at its input size; over --budget (3.5) passes (by --budget-on, wall by default,
 the issue's definition) a candidate is flagged and cannot be chosen.
@@ -88,13 +89,12 @@ BUDGET = 3.5  # passes: the most a default run may cost (issue 27)
 # size, so a smaller input does not buy budget. The default recipe costs 5.4 to 6.2 passes on
 # the EPYC (docs/benchmarks.md), so it must lose time somewhere: fine-tuning epochs are most
 # of it. Measured over three seeds: two epochs cost 3.1 passes and 224 px at two 3.3, each
-# about 2.2 points below the default on validation; three epochs cost 4.5 (one seed); a
-# second cached view adds about one. Each entry is a full training per seed, so the list is
-# short; add others with --candidate.
+# about 2.2 points below the default on validation; three epochs cost 4.5 (one seed: over
+# the budget, so not in the list); a second cached view adds about one. Each entry is a full
+# training per seed, so the list is short; add others with --candidate.
 DEFAULT_CANDIDATES = (
     ("default", ""),  # the current recipe, the reference the others are paired against
-    ("ft3", "--finetune-epochs 3"),  # two fine-tuning epochs fewer: still over the budget
-    ("ft2", "--finetune-epochs 2"),  # three fewer: within it
+    ("ft2", "--finetune-epochs 2"),  # three fine-tuning epochs fewer: within the budget
     ("224-ft2", "--input-size 224 --finetune-epochs 2"),  # input size at the same epochs
 )
 # Options the bench sets itself, and options that change the validation split.
@@ -418,12 +418,15 @@ def dataset_files(data: Path) -> list[Path]:
     return files
 
 
-def forward_pass(data: Path, size: int, weights: str, sample: int, batch: int = 32) -> dict:
+def forward_pass(
+    data: Path, size: int, weights: str, sample: int, precision: str = "float32", batch: int = 32
+) -> dict:
     """Time decode + resize + predict over `sample` random images (0: all); extrapolate."""
     import keras
     import numpy as np
     from PIL import Image
 
+    keras.config.set_dtype_policy(precision)  # this process only: the pass runs alone in it
     files = dataset_files(data)
     chosen = files if sample <= 0 or sample >= len(files) else random.Random(0).sample(files, sample)
     source = {"none": None, "imagenet": "imagenet"}.get(weights, weights)
@@ -441,7 +444,7 @@ def forward_pass(data: Path, size: int, weights: str, sample: int, batch: int = 
                 continue
         return np.stack(images).astype("float32") / 127.5 - 1.0 if images else np.zeros((0, size, size, 3))
 
-    model.predict_on_batch(load(chosen[:batch]))  # warm-up: tracing, allocation
+    warm_up = model.predict_on_batch(load(chosen[:batch]))  # tracing, allocation
     wall, cpu = time.perf_counter(), time.process_time()
     decode_s, images = 0.0, 0
     for start in range(0, len(chosen), batch):
@@ -455,6 +458,8 @@ def forward_pass(data: Path, size: int, weights: str, sample: int, batch: int = 
     scale = len(files) / len(chosen)
     return {
         "input_size": size,
+        "precision": precision,
+        "output_dtype": str(warm_up.dtype),  # what the pass computed in, not what was asked
         "images_total": len(files),
         "images_timed": len(chosen),
         "images_decoded": images,
@@ -464,16 +469,16 @@ def forward_pass(data: Path, size: int, weights: str, sample: int, batch: int = 
     }
 
 
-def measure_pass(data: Path, size: int, weights: str, sample: int) -> dict:
+def measure_pass(data: Path, size: int, weights: str, sample: int, precision: str) -> dict:
     """The pass in a fresh process (no training's memory, TensorFlow not in this one)."""
-    command = pass_command(data, size, weights, sample)
+    command = pass_command(data, size, weights, sample, precision)
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=_env())
     if out.returncode:
         raise RuntimeError(f"the forward pass at {size} px failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pass_command(data: Path, size: int | str, weights: str, sample: int) -> list[str]:
+def pass_command(data: Path, size: int | str, weights: str, sample: int, precision: str) -> list[str]:
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -485,6 +490,8 @@ def pass_command(data: Path, size: int | str, weights: str, sample: int) -> list
         weights,
         "--pass-images",
         str(sample),
+        "--pass-precision",
+        precision,
     ]
 
 
@@ -597,7 +604,8 @@ def report(
                 else f"{p['images_timed']} timed, extrapolated"
             )
             print(
-                f"one bare forward pass at {size} px over {p['images_total']:,} images ({timed}): "
+                f"one bare forward pass at {size} px ({p.get('precision', 'float32')}) "
+                f"over {p['images_total']:,} images ({timed}): "
                 f"{p['wall_s']:,.0f} s wall ({p['decode_s']:,.0f} s of it decoding), {p['cpu_s']:,.0f} s CPU"
             )
     seeds = sorted(sharing)
@@ -733,6 +741,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pass-images", type=int, default=640, help="images timed in the pass (0: all)")
     parser.add_argument(
+        "--pass-precision",
+        choices=("float32", "mixed_bfloat16"),
+        default="float32",
+        help="the arithmetic of the pass (default float32; mixed_bfloat16 to match runs that use it)",
+    )
+    parser.add_argument(
         "--shared-cache", action="store_true", help="one registry: later runs reuse the cache"
     )
     parser.add_argument("--fresh", action="store_true", help="retrain runs that are already finished")
@@ -753,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
             str(standin_weights()) if not args.dry_run else str(unpacked) if unpacked.is_file() else "STANDIN"
         )
     if args.forward_pass:
-        print(json.dumps(forward_pass(args.data, args.forward_pass, weights, args.pass_images)))
+        pass_ = forward_pass(args.data, args.forward_pass, weights, args.pass_images, args.pass_precision)
+        print(json.dumps(pass_))
         return 0
 
     candidates = args.candidate or [Candidate(n, shlex.split(o)) for n, o in DEFAULT_CANDIDATES]
@@ -777,7 +792,9 @@ def main(argv: list[str] | None = None) -> int:
             state = " (finished: reused)" if not args.fresh and finished(job) else ""
             print("$", shlex.join(job.command), f"> {job.log}{state}")
         print("then, for each input size the runs used (config.json):")
-        print("$", shlex.join(pass_command(args.data, "SIZE", weights, args.pass_images)))
+        print(
+            "$", shlex.join(pass_command(args.data, "SIZE", weights, args.pass_images, args.pass_precision))
+        )
         return 0
 
     results = {c.name: Result(c) for c in candidates}
@@ -820,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     passes = {}
     for size in sizes:
         print(f"\nforward pass at {size} px ...", flush=True)
-        passes[size] = measure_pass(args.data, size, weights, args.pass_images)
+        passes[size] = measure_pass(args.data, size, weights, args.pass_images, args.pass_precision)
     for r in ordered:
         if r.scores:
             walls = [r.costs[s].wall_s / passes[r.scores[s].input_size]["wall_s"] for s in r.scores]

@@ -188,3 +188,13 @@ def test_dry_run_prints_one_training_per_candidate_and_seed(dataset, tmp_path, c
     assert all("--weights none" in c and "--run-id" in c for c in commands)
     assert sum("--finetune-epochs 2 --seed 5 --run-id b-s5" in c for c in commands) == 1
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_the_forward_pass_computes_in_the_precision_asked(dataset, precision):
+    files = sr.dataset_files(dataset)
+    measured = sr.measure_pass(dataset, 75, "none", 0, precision)
+    assert measured["precision"] == precision
+    assert measured["output_dtype"] == {"float32": "float32", "mixed_bfloat16": "bfloat16"}[precision]
+    assert measured["images_total"] == measured["images_timed"] == len(files)
+    assert measured["wall_s"] > 0 and measured["cpu_s"] > 0
