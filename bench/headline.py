@@ -14,6 +14,11 @@ default; never trained or chosen on). Prints each seed's figures with their 95% 
 intervals, then the mean and standard deviation over seeds and their range, and the machine;
 writes headline.json under --models.
 
+Cost: after the runs, one bare forward pass over all the dataset's images at the runs' input
+size is timed as bench/select_recipe.py times it (in float32, and also in the runs'
+arithmetic when that differs), and each run's time is given in such passes. The first run
+in an empty registry builds the activation cache; the others reuse it.
+
 Pick seeds that no selection used (bench/select_recipe.py uses 1 2 3 by default; the
 framing and scanner comparisons used 2027 and 2028).
 """
@@ -35,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import DATASET, OUT, SHARED, machine, standin_weights  # noqa: E402
+from bench.select_recipe import measure_pass  # noqa: E402
 from core.cli import _config_from_args, build_parser  # noqa: E402
 from core.evaluation.external import evaluate_external  # noqa: E402
 from core.intervals import format_interval  # noqa: E402
@@ -83,6 +89,9 @@ def row(seed: int, run, external: dict) -> dict:
         "seed": seed,
         "run": run.id,
         "minutes": meta.get("timings", {}).get("total_s", float("nan")) / 60,
+        "timings": meta.get("timings", {}),
+        "input_size": run.config["input_size"],
+        "precision": run.config["precision"],
         "kept_epoch": meta.get("kept_epoch"),
         "official": _figure(metrics),
         "clean": _figure(metrics["clean"]),
@@ -126,6 +135,21 @@ def report(rows: list[dict]) -> None:
         print(f"  {'external recall ' + c:24s}  {spread([r['external_recall'][c] for r in rows])}")
 
 
+def costs(rows: list[dict], passes: dict[str, dict]) -> None:
+    """Each run's time in bare forward passes, per arithmetic of the pass."""
+    for precision, p in passes.items():
+        print(
+            f"\none bare forward pass at {p['input_size']} px in {precision} over "
+            f"{p['images_total']:,} images ({p['images_timed']} timed, extrapolated): "
+            f"{p['wall_s']:,.0f} s wall"
+        )
+        for r in rows:
+            total = r["timings"].get("total_s", float("nan"))
+            cache = r["timings"].get("cache_s")
+            built = f" (of it {cache:,.0f} s building the cache)" if cache and cache > 60 else ""
+            print(f"  seed {r['seed']}: {total:,.0f} s = {total / p['wall_s']:.2f} passes{built}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATASET)
     parser.add_argument("--weights", default="standin", help="standin (default), imagenet or a weights file")
     parser.add_argument("--external", type=Path, default=EXTERNAL)
+    parser.add_argument("--pass-images", type=int, default=640, help="images timed in the pass (0: all)")
     args = parser.parse_args(argv)
     if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
         parser.error("give at least two different seeds")
@@ -160,7 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {run_id}: {how}; external set scored in {time.monotonic() - start:.0f} s", flush=True)
         rows.append(row(seed, run, external))
     report(rows)
-    summary = {"machine": machine(), "recipe": args.options, "weights": args.weights, "runs": rows}
+    size = rows[0]["input_size"]
+    precisions = dict.fromkeys(["float32", *(r["precision"] for r in rows)])
+    passes = {p: measure_pass(data, size, weights, args.pass_images, p) for p in precisions}
+    costs(rows, passes)
+    print("\nmachine:", machine())
+    summary = {
+        "machine": machine(),
+        "recipe": args.options,
+        "weights": args.weights,
+        "runs": rows,
+        "forward_pass": passes,
+    }
     (args.models / "headline.json").write_text(json.dumps(summary, indent=2))
     return 0
 
