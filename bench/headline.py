@@ -85,11 +85,12 @@ def ensure_run(registry: Registry, arguments: list[str], log: Path) -> str:
 def row(seed: int, run, external: dict) -> dict:
     metrics = run.metrics
     meta = run.read("meta.json", {})
+    timings = meta.get("timings", {})
     return {
         "seed": seed,
         "run": run.id,
-        "minutes": meta.get("timings", {}).get("total_s", float("nan")) / 60,
-        "timings": meta.get("timings", {}),
+        "minutes": timings.get("total_s", float("nan")) / 60,
+        "timings": timings,
         "input_size": run.config["input_size"],
         "precision": run.config["precision"],
         "kept_epoch": meta.get("kept_epoch"),

@@ -255,7 +255,9 @@ def test_predict_json_carries_the_score_and_without_the_files_says_unavailable(t
         return json.loads(captured.out), captured.err
 
     (answer,), _ = predict()
-    threshold = json.loads((registry / run_id / INFO_FILE).read_text())["threshold"]
+    fitted = json.loads((registry / run_id / INFO_FILE).read_text())
+    threshold = fitted["threshold"]
+    assert fitted["source"] == "cached activations"
     assert answer["ood_score"] > 0 and answer["unusual"] == (answer["ood_score"] > threshold)
     assert "ood_note" not in answer
     for name in (ARRAYS_FILE, INFO_FILE):
